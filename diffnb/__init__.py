@@ -1,0 +1,21 @@
+"""diffnb: the helper package of the diffusion-models book.
+
+Each module holds one idea of the book; every chapter builds its piece in
+plain PyTorch first, checks it equals the version here, then uses this one.
+"""
+
+from . import data, ddpm, metrics, models, schedules, viz
+from .device import available_devices, get_device, seed_everything
+from .metrics import energy_distance
+from .profiles import settings
+from .results import read_results, record
+from .schedules import DiscreteSchedule, beta_schedule
+from .train import progress, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_devices", "get_device", "seed_everything", "settings", "record", "read_results",
+    "DiscreteSchedule", "beta_schedule", "energy_distance", "progress", "train",
+    "data", "ddpm", "metrics", "models", "schedules", "viz",
+]

@@ -1,0 +1,129 @@
+"""Discrete-time DDPM (Ho et al., 2020): forward process, posterior, loss, sampling.
+
+Shapes: ``x0``, ``xt`` and noise are (B, ...) batches; ``t`` is an integer
+tensor of shape (B,) with values in [0, T) (see ``schedules`` for the index
+convention). A noise-prediction model is called as ``model(xt, t)`` and
+returns a tensor shaped like ``xt``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .schedules import DiscreteSchedule
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+VARIANCES = ("beta_tilde", "beta")
+
+
+def _per_sample(values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """values[t] reshaped to (B, 1, 1, ...) so that it broadcasts against ``x``."""
+    return values.to(x.device)[t].reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+
+
+def check_timesteps(t: torch.Tensor, x: torch.Tensor, T: int) -> None:
+    """Raise unless ``t`` is an integer tensor of shape (B,) with values in [0, T)."""
+    if not isinstance(t, torch.Tensor) or t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise TypeError(f"t must be an integer tensor of shape ({x.shape[0]},), got {t!r:.60}")
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must have shape ({x.shape[0]},) to match a batch of {x.shape[0]}, got {tuple(t.shape)}")
+    if t.numel() and (t.min() < 0 or t.max() >= T):
+        bad = t[(t < 0) | (t >= T)][0].item()
+        raise ValueError(f"time step t = {bad} is outside [0, {T}) for a schedule with T = {T}")
+
+
+def check_same_shape(name: str, a: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if a.shape != ref.shape:
+        raise ValueError(f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; got {tuple(a.shape)}")
+
+
+def q_step(sched: DiscreteSchedule, x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """One forward step, a draw from q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)."""
+    check_timesteps(t, x_prev, sched.T)
+    check_same_shape("noise", noise, "x_prev", x_prev)
+    beta = _per_sample(sched.betas, t, x_prev)
+    return (1 - beta).sqrt() * x_prev + beta.sqrt() * noise
+
+
+def q_sample(sched: DiscreteSchedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Closed form, a draw from q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)."""
+    check_timesteps(t, x0, sched.T)
+    check_same_shape("noise", noise, "x0", x0)
+    ab = _per_sample(sched.alpha_bar, t, x0)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def predict_x0(sched: DiscreteSchedule, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Invert the closed form: x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+    ab = _per_sample(sched.alpha_bar, t, xt)
+    return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+
+def posterior(sched: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor):
+    """Mean and variance of q(x_{t-1} | x_t, x_0); the variance is beta-tilde_t, shape (B, 1, ...).
+
+    mean = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x0
+         + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+    """
+    check_timesteps(t, xt, sched.T)
+    check_same_shape("x0", x0, "xt", xt)
+    beta, alpha = _per_sample(sched.betas, t, xt), _per_sample(sched.alphas, t, xt)
+    ab, ab_prev = _per_sample(sched.alpha_bar, t, xt), _per_sample(sched.alpha_bar_prev, t, xt)
+    mean = ab_prev.sqrt() * beta / (1 - ab) * x0 + alpha.sqrt() * (1 - ab_prev) / (1 - ab) * xt
+    return mean, _per_sample(sched.posterior_variance, t, xt)
+
+
+def eps_loss(model: Model, sched: DiscreteSchedule, x0: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """The simple DDPM loss: E_{t, eps} || eps - model(x_t, t) ||^2, t uniform in [0, T)."""
+    t = torch.randint(0, sched.T, (x0.shape[0],), device=x0.device, generator=generator)
+    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    return F.mse_loss(model(q_sample(sched, x0, t, noise), t), noise)
+
+
+def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, noise: torch.Tensor,
+           variance: str = "beta", clip_x0: float | None = None):
+    """One ancestral step x_t -> x_{t-1}; returns (x_{t-1}, predicted x0).
+
+    The model's noise estimate gives an estimate of x0, which goes into the
+    posterior mean. ``variance`` is ``"beta"`` (beta_t, the default, as Ho et
+    al. sampled) or ``"beta_tilde"`` (beta-tilde_t, the posterior's own): the
+    upper and lower choices of their paper. No noise is added at the last step.
+    ``clip_x0`` clamps the x0 estimate to [-clip_x0, clip_x0] (useful for images).
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; allowed: {', '.join(map(repr, VARIANCES))}")
+    tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
+    x0 = predict_x0(sched, xt, tt, model(xt, tt))
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+    mean, var = posterior(sched, x0, xt, tt)
+    if variance == "beta":
+        var = _per_sample(sched.betas, tt, xt)
+    if t == 0:
+        return mean, x0
+    return mean + var.sqrt() * noise, x0
+
+
+@torch.no_grad()
+def sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *, device=None,
+           generator: torch.Generator | None = None, variance: str = "beta",
+           clip_x0: float | None = None, keep_every: int = 0):
+    """Ancestral sampling from x_T ~ N(0, I) down to x_0.
+
+    Returns the samples, shape ``shape``; with ``keep_every=k > 0`` returns
+    ``(samples, trajectory)`` where ``trajectory`` stacks x_T and every k-th
+    x_t, shape (n_kept, *shape), on the CPU.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    x = torch.randn(shape, device=device, generator=generator)
+    kept = [x.cpu()]
+    for i, t in enumerate(reversed(range(sched.T))):
+        noise = torch.randn(shape, device=device, generator=generator) if t > 0 else None
+        x, _ = p_step(model, sched, x, t, noise, variance=variance, clip_x0=clip_x0)
+        if keep_every and ((i + 1) % keep_every == 0 or t == 0):
+            kept.append(x.cpu())
+    return (x, torch.stack(kept)) if keep_every else x

@@ -1,0 +1,60 @@
+"""Key numbers of a chapter: recorded in the notebook, read back by tests and tools.
+
+``record`` stores a value with myst-nb's ``glue`` (so the prose can quote it
+with ``{glue:text}`name:.3f```) without displaying it; ``read_results``
+collects every recorded value from an executed notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import numbers
+from pathlib import Path
+
+import torch
+
+
+def _plain(value):
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"can only record a single number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"can record a number or a string, got {type(value).__name__}")
+
+
+def record(name: str, value) -> None:
+    """Record ``value`` (a number or string) under ``name`` in the running notebook."""
+    from myst_nb import glue
+
+    glue(name, _plain(value), display=False)
+
+
+def read_results(path: str | Path) -> dict:
+    """Every value ``record``-ed in the executed notebook at ``path``, as {name: value}."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no executed notebook at {str(path)!r}")
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    found = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            text = out.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain")
+            if isinstance(text, list):
+                text = "".join(text)
+            try:
+                found[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                found[meta["name"]] = text
+    return found

@@ -1,0 +1,21 @@
+"""Shared fixtures: the notebooks are executed once per test session (quick profile, CPU)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import build  # noqa: E402  (tools/build.py)
+
+
+@pytest.fixture(scope="session")
+def executed_quick(tmp_path_factory) -> dict[str, Path]:
+    """Every chapter executed with papermill, profile="quick", device="cpu": {stem: executed path}."""
+    out = tmp_path_factory.mktemp("executed")
+    paths = build.execute(build.notebooks(), out, profile="quick", device="cpu", seed=0, timeout=600)
+    return {p.stem: p for p in paths}

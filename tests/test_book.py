@@ -1,0 +1,62 @@
+"""The book builds from the executed chapters with warnings as errors, and the pages work offline."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import build
+
+
+@pytest.fixture(scope="module")
+def html(executed_quick, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("book")
+    src = build.stage(sorted(executed_quick.values()), tmp / "src")
+    result = build.render(src, tmp / "html", tmp / "doctrees")
+    assert result.returncode == 0, f"book build failed:\n{result.stdout}\n{result.stderr}"
+    assert "WARNING" not in result.stderr, result.stderr
+    return tmp / "html"
+
+
+def test_pages_exist(html):
+    assert (html / "index.html").is_file()
+    for stem in ("01_two_moons",):
+        assert (html / "notebooks" / f"{stem}.html").is_file()
+
+
+def test_mathjax_is_served_locally(html):
+    page = (html / "notebooks" / "01_two_moons.html").read_text()
+    src = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', page, flags=re.I)
+    assert src, "no MathJax script on the chapter page"
+    assert all(not s.startswith(("http:", "https:", "//")) for s in src), src
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_no_page_loads_scripts_from_a_cdn(html):
+    for page in html.rglob("*.html"):
+        remote = re.findall(r'<script[^>]+src="((?:https?:)?//[^"]+)"', page.read_text())
+        assert not remote, f"{page.name} loads {remote}"
+
+
+def test_chapter_shows_figures_numbers_and_progress(html, executed_quick):
+    import diffnb
+
+    page = (html / "notebooks" / "01_two_moons.html").read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
+    assert len(images) >= 8, f"only {len(images)} figures on the page"
+    for img in images:
+        assert (html / "notebooks" / img).resolve().is_file(), img
+    # a number quoted in the prose through glue is the one the run recorded
+    results = diffnb.read_results(executed_quick["01_two_moons"])
+    assert f"{results['energy_distance']:.5f}" in page
+    # progress bars render as their final text line, not as empty widget boxes
+    assert "100%|" in page
+    assert "widget-view" not in page
+    # equations are present for MathJax to typeset
+    assert r"\bar\alpha_t" in page
+
+
+def test_colab_launch_button_points_at_the_source_notebook(html):
+    page = (html / "notebooks" / "01_two_moons.html").read_text()
+    assert "colab.research.google.com/github/diffnb/diffusion-book/blob/main/notebooks/01_two_moons.ipynb" in page

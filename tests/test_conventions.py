@@ -1,0 +1,72 @@
+"""Conventions every chapter keeps (see the README): no stored outputs, a parameters cell, the bootstrap cell."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import ROOT, build
+
+NOTEBOOKS = build.notebooks()
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_without_outputs(path):
+    for cell in code_cells(path):
+        assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has stored outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_bootstrap_cell_installs_diffnb_from_the_configured_repository(path):
+    first = code_cells(path)[0].source
+    assert 'find_spec("diffnb") is None' in first, "the first code cell must install diffnb only when missing"
+    url = CONFIG["repository"]["url"]
+    assert f"diffnb @ git+{url}" in first, f"bootstrap must install from {url}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell(path):
+    cells = code_cells(path)
+    assert "parameters" in cells[1].metadata.get("tags", []), "the second code cell must be tagged 'parameters'"
+    src = cells[1].source
+    for line in ('device = "auto"', 'profile = "full"', "seed = 0"):
+        assert line in src, f"parameters cell lacks {line!r}"
+    tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_hard_coded_device(path):
+    for cell in code_cells(path)[2:]:
+        assert not re.search(r"""["'](cuda|mps)["']|\.cuda\(""", cell.source), \
+            f"{path.name}: devices come from the parameters cell only:\n{cell.source[:200]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_kernelspec(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["language"] == "python"
+
+
+def test_toc_lists_every_notebook():
+    toc = (ROOT / "_toc.yml").read_text()
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.stem}" in toc
+
+
+def test_colab_launch_buttons_enabled():
+    assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
