@@ -48,8 +48,13 @@ class Scaling:
             raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
         if method == "minmax":
             lo, hi = x.min(0).values, x.max(0).values
-            return cls(shift=(hi + lo) / 2, scale=(hi - lo) / 2)
-        return cls(shift=x.mean(0), scale=x.std(0))
+            shift, scale = (hi + lo) / 2, (hi - lo) / 2
+        else:
+            shift, scale = x.mean(0), x.std(0)
+        if not (scale > 0).all():
+            i = int((~(scale > 0)).nonzero()[0])
+            raise ValueError(f"coordinate {i} of x is constant ({x[0, i].item():.6g}); cannot scale it")
+        return cls(shift=shift, scale=scale)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift.to(x.device)) / self.scale.to(x.device)

@@ -70,9 +70,7 @@ def posterior(sched: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: to
     """
     check_timesteps(t, xt, sched.T)
     check_same_shape("x0", x0, "xt", xt)
-    beta, alpha = _per_sample(sched.betas, t, xt), _per_sample(sched.alphas, t, xt)
-    ab, ab_prev = _per_sample(sched.alpha_bar, t, xt), _per_sample(sched.alpha_bar_prev, t, xt)
-    mean = ab_prev.sqrt() * beta / (1 - ab) * x0 + alpha.sqrt() * (1 - ab_prev) / (1 - ab) * xt
+    mean = _per_sample(sched.posterior_coef_x0, t, xt) * x0 + _per_sample(sched.posterior_coef_xt, t, xt) * xt
     return mean, _per_sample(sched.posterior_variance, t, xt)
 
 
@@ -97,6 +95,7 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; allowed: {', '.join(map(repr, VARIANCES))}")
     tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
+    check_timesteps(tt, xt, sched.T)
     x0 = predict_x0(sched, xt, tt, model(xt, tt))
     if clip_x0 is not None:
         x0 = x0.clamp(-clip_x0, clip_x0)

@@ -12,6 +12,7 @@ import json
 import numbers
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -20,8 +21,8 @@ def _plain(value):
         if value.numel() != 1:
             raise ValueError(f"can only record a single number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -53,8 +54,15 @@ def read_results(path: str | Path) -> dict:
             text = out.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain")
             if isinstance(text, list):
                 text = "".join(text)
-            try:
-                found[meta["name"]] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                found[meta["name"]] = text
+            found[meta["name"]] = _parse(text)
     return found
+
+
+def _parse(text: str):
+    """The value whose repr is ``text``; nan and inf (which have no literal) included."""
+    if text in ("nan", "inf", "-inf"):
+        return float(text)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

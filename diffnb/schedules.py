@@ -74,7 +74,9 @@ class DiscreteSchedule:
 
     Attributes: ``betas``, ``alphas`` (1 - beta), ``alpha_bar`` (cumulative
     product), ``alpha_bar_prev`` (shifted right, starting at 1),
-    ``posterior_variance`` (beta-tilde), ``snr`` (alpha_bar / (1 - alpha_bar)).
+    ``posterior_variance`` (beta-tilde), ``posterior_coef_x0`` and
+    ``posterior_coef_xt`` (the posterior mean's weights), ``snr``
+    (alpha_bar / (1 - alpha_bar)).
     Products are taken in float64, then stored as float32.
     """
 
@@ -91,6 +93,10 @@ class DiscreteSchedule:
         self.alpha_bar = f32(alpha_bar)
         self.alpha_bar_prev = f32(alpha_bar_prev)
         self.posterior_variance = f32(betas * (1 - alpha_bar_prev) / (1 - alpha_bar))
+        # mean of q(x_{t-1} | x_t, x_0) = coef_x0 * x_0 + coef_xt * x_t, in float64 first
+        # (near t = 0 the float32 alpha_bar loses the last digits of 1 - alpha_bar)
+        self.posterior_coef_x0 = f32(alpha_bar_prev.sqrt() * betas / (1 - alpha_bar))
+        self.posterior_coef_xt = f32(alphas.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar))
         self.snr = f32(alpha_bar / (1 - alpha_bar))
 
     @classmethod

@@ -189,9 +189,6 @@ def test_scaling_rejects_non_2d(shape):
         Scaling.fit(torch.randn(shape))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="diffnb bug: Scaling.fit accepts a constant coordinate (scale 0) and the "
-                          "map then returns NaN/inf instead of raising a clear error")
 @pytest.mark.parametrize("method", SCALINGS)
 def test_constant_coordinate_is_rejected_or_finite(method):
     x = torch.tensor([[0.0, 3.0], [1.0, 3.0], [2.0, 3.0]])
