@@ -27,12 +27,12 @@ PROFILES: dict[str, dict[str, dict]] = {
             mc_copies=20_000,     # Monte Carlo check of the closed form
         ),
         "full": dict(
-            train_steps=6000,
+            train_steps=5000,
             batch_size=512,
             lr=3e-3,
             n_eval=2000,
-            n_draws=4,
-            mc_copies=200_000,
+            n_draws=3,
+            mc_copies=100_000,
         ),
     },
 }
