@@ -70,7 +70,9 @@ def posterior(sched: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: to
     """
     check_timesteps(t, xt, sched.T)
     check_same_shape("x0", x0, "xt", xt)
-    mean = _per_sample(sched.posterior_coef_x0, t, xt) * x0 + _per_sample(sched.posterior_coef_xt, t, xt) * xt
+    coef_x0 = _per_sample(sched.posterior_coef_x0, t, xt)
+    coef_xt = _per_sample(sched.posterior_coef_xt, t, xt)
+    mean = coef_x0 * x0 + coef_xt * xt
     return mean, _per_sample(sched.posterior_variance, t, xt)
 
 
