@@ -96,6 +96,9 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; allowed: {', '.join(map(repr, VARIANCES))}")
+    # bool is an int: clip_x0=True would clamp to [-1, 1] and False to zero
+    if clip_x0 is not None and (isinstance(clip_x0, bool) or not clip_x0 > 0):
+        raise ValueError(f"clip_x0 must be None or a positive number, got {clip_x0!r}")
     tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
     check_timesteps(tt, xt, sched.T)
     x0 = predict_x0(sched, xt, tt, model(xt, tt))

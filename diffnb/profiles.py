@@ -23,7 +23,9 @@ PROFILES: dict[str, dict[str, dict]] = {
             batch_size=256,
             lr=3e-3,
             n_eval=500,           # points per energy-distance draw
-            n_draws=2,            # independent draws averaged per figure
+            n_draws=2,            # independent chunks of generated points per figure
+            n_refs=3,             # fresh real draws each chunk is compared with
+            n_floor_draws=6,      # chunks of real points for the floor (they cost nothing)
             mc_copies=20_000,     # Monte Carlo check of the closed form
         ),
         "full": dict(
@@ -32,7 +34,23 @@ PROFILES: dict[str, dict[str, dict]] = {
             lr=3e-3,
             n_eval=2000,
             n_draws=3,
+            n_refs=5,
+            n_floor_draws=10,
             mc_copies=100_000,
+        ),
+    },
+    "forward_cat": {
+        "quick": dict(
+            image_size=64,        # the cat of every figure
+            mc_size=16,           # side of the cat copies noised step by step
+            mc_copies=64,         # copies in the Monte Carlo check of the closed form
+            anim_frames=8,        # frames of the static animation
+        ),
+        "full": dict(
+            image_size=128,
+            mc_size=32,
+            mc_copies=256,
+            anim_frames=25,
         ),
     },
 }

@@ -378,6 +378,12 @@ def test_p_step_clip_x0(cosine10):
     torch.testing.assert_close(x0, x0_free.clamp(-1, 1))
 
 
+@pytest.mark.parametrize("bad", [False, True, 0, -1.0, float("nan")])
+def test_p_step_rejects_bad_clip_x0(cosine10, bad):
+    with pytest.raises(ValueError, match=f"clip_x0 must be None or a positive number, got {bad!r}"):
+        ddpm.p_step(_zeros_model, cosine10, torch.zeros(2, 2), 3, torch.zeros(2, 2), clip_x0=bad)
+
+
 @pytest.mark.parametrize("bad", ["sigma", "Beta", "", "tilde"])
 def test_p_step_unknown_variance(cosine10, bad):
     with pytest.raises(ValueError) as info:

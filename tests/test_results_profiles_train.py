@@ -256,7 +256,7 @@ def test_two_moons_quick_is_smaller():
 def test_two_moons_values():
     s = settings("two_moons", "quick")
     assert s.train_steps == PROFILES["two_moons"]["quick"]["train_steps"]
-    assert {"train_steps", "batch_size", "lr", "n_eval", "n_draws", "mc_copies"} <= set(vars(s))
+    assert {"train_steps", "batch_size", "lr", "n_eval", "n_draws", "n_refs", "n_floor_draws", "mc_copies"} <= set(vars(s))
 
 
 def test_settings_returns_a_copy():
