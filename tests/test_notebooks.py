@@ -25,7 +25,28 @@ def check_two_moons(r: dict) -> None:
     assert r["forward_mc_max_error"] < 6 * r["mc_standard_error"], r
 
 
-CHECKS = {"01_two_moons": check_two_moons}
+def check_forward_cat(r: dict) -> None:
+    # a thousand single steps and the closed form agree within four Monte Carlo standard errors
+    assert r["closed_form_max_z"] < 4, r
+    assert 0 < r["closed_form_max_error"] < 0.05, r
+    # the moment recursion and the two forms of beta-tilde are algebra: float64 round-off only
+    assert r["closed_form_recursion_error"] < 1e-12
+    assert r["posterior_identity_error"] < 1e-12
+    # the posterior, measured by regression on simulated pairs
+    assert r["posterior_weight_max_error"] < 0.02, r
+    assert r["posterior_variance_max_rel_error"] < 0.05, r
+    # pooling by s multiplies the SNR by about s^2, a little less (pooling also averages detail away)
+    assert 3.6 < r["pooled_snr_ratio_2x"] <= 4.05, r
+    assert r["pooled_snr_ratio_2x"] * 3 < r["pooled_snr_ratio_4x"] < 16.5, r
+    # fixed-range schedules do not reach noise with T = 200; the cosine one does
+    assert r["alpha_bar_end_linear_T200"] > 0.1 > 1e-3 > r["alpha_bar_end_linear_T200_scaled"]
+    assert r["alpha_bar_end_cosine_T200"] < 1e-4
+    # the rand_like trap: x_T is N(0, 1) with Gaussian noise, not with uniform noise
+    assert abs(r["randn_mean_end"]) < 0.05 and abs(r["randn_std_end"] - 1) < 0.05, r
+    assert abs(r["rand_mean_end"] - 0.5) < 0.05 and abs(r["rand_std_end"] - 12**-0.5) < 0.05, r
+
+
+CHECKS = {"01_two_moons": check_two_moons, "02_forward_process_cat": check_forward_cat}
 
 
 def test_every_notebook_has_checks():

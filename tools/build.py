@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "references.bib", "book")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "references.bib", "book", "_static")
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -47,7 +47,9 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
     Each runs in a fresh, empty working folder, as a chapter opened alone on Colab does.
     Stream outputs are coalesced with carriage returns applied, so a progress bar is
     stored as its last state; the cell papermill injects is tagged ``remove-cell``
-    (the book shows the notebook's own ``parameters`` cell instead).
+    (the book shows the notebook's own ``parameters`` cell instead). A notebook
+    that declares an ``interactive`` parameter gets ``interactive=False``: a static
+    page cannot run a widget, and executing widget cells headless can hang nbclient.
     """
     import nbformat
     import papermill
@@ -57,9 +59,12 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
     for src in paths:
         dst = out_dir / src.name
         start = time.perf_counter()
+        params = dict(device=device, profile=profile, seed=seed)
+        if "interactive" in papermill.inspect_notebook(str(src)):
+            params["interactive"] = False
         with tempfile.TemporaryDirectory() as cwd:
             papermill.execute_notebook(
-                str(src), str(dst), parameters=dict(device=device, profile=profile, seed=seed),
+                str(src), str(dst), parameters=params,
                 cwd=cwd, kernel_name="python3", progress_bar=False, execution_timeout=timeout,
                 coalesce_streams=True)
         nb = nbformat.read(dst, as_version=4)
