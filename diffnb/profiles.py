@@ -53,6 +53,20 @@ PROFILES: dict[str, dict[str, dict]] = {
             anim_frames=25,
         ),
     },
+    "unet": {
+        "quick": dict(
+            attn_sizes=(8, 16, 32, 64),   # resolutions of the attention cost measurement
+            repeat=3,                 # timed runs per measurement (median reported)
+            denoise_steps=150,        # training steps of each network in the comparison
+            batch_size=128,
+        ),
+        "full": dict(
+            attn_sizes=(8, 16, 32, 64),
+            repeat=5,
+            denoise_steps=1000,
+            batch_size=128,
+        ),
+    },
 }
 
 

@@ -46,7 +46,24 @@ def check_forward_cat(r: dict) -> None:
     assert abs(r["rand_mean_end"] - 0.5) < 0.05 and abs(r["rand_std_end"] - 12**-0.5) < 0.05, r
 
 
-CHECKS = {"01_two_moons": check_two_moons, "02_forward_process_cat": check_forward_cat}
+def check_unet(r: dict) -> None:
+    # the ConvNeXt trap: with h = time the inner branch ignores the image entirely
+    assert r["convnext_inner_change_overwrite"] < 1e-5 < 0.1 < r["convnext_inner_change_add"], r
+    # attention cost: full attention's memory grows like N^2, linear attention's like N
+    assert 1.7 < r["attention_memory_slope_full"] < 2.3, r
+    assert 0.8 < r["attention_memory_slope_linear"] < 1.2, r
+    assert r["attention_time_slope_full"] > r["attention_time_slope_linear"] + 0.4, r
+    assert r["attention_cost_ratio_64px"] > 10, r
+    # the default UNet the later chapters train
+    assert 500_000 < r["unet_params"] < 1_200_000, r
+    assert r["unet_steps_per_second_32px"] > 0
+    # both networks learn to denoise: far below the loss of the noisy input itself
+    for key in ("denoise_loss_basic", "denoise_loss_unet"):
+        assert r[key] < 0.5 * r["denoise_loss_noisy_input"], r
+
+
+CHECKS = {"01_two_moons": check_two_moons, "02_forward_process_cat": check_forward_cat,
+          "03_unet": check_unet}
 
 
 def test_every_notebook_has_checks():
