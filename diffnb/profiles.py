@@ -57,7 +57,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "quick": dict(
             attn_sizes=(8, 16, 32, 64),   # resolutions of the attention cost measurement
             repeat=3,                 # timed runs per measurement (median reported)
-            denoise_steps=150,        # training steps of each network in the comparison
+            denoise_steps=100,        # training steps of each network in the comparison
             batch_size=128,
         ),
         "full": dict(
