@@ -6,14 +6,38 @@ import matplotlib.pyplot as plt
 import torch
 
 
+def _grid(n: int, ncols: int | None, size: float, extra_height: float = 0.0):
+    """A figure of ceil(n / ncols) rows of ``ncols`` square panels (default: one row),
+    with the unused panels switched off; returns (figure, axes as a 2-D array)."""
+    ncols = ncols or n
+    if ncols <= 0:
+        raise ValueError(f"ncols must be positive, got {ncols!r}")
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + extra_height),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes
+
+
+def loss_curves(curves: dict, *, window: int = 100, title: str = "training loss"):
+    """Running means over ``window`` steps of each loss list in ``curves`` ({label: losses}),
+    against the step, on a log scale; returns the figure."""
+    fig, ax = plt.subplots(figsize=(7, 3))
+    stride = max(1, window // 10)
+    for label, losses in curves.items():
+        means = torch.as_tensor(losses, dtype=torch.float64).unfold(0, window, stride).mean(1)
+        ax.plot(window + stride * torch.arange(len(means)), means, label=label)
+    ax.set(xlabel="step", ylabel=f"loss (mean of {window} steps)", yscale="log", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def scatter_panels(point_sets, titles, *, lim: float = 2.5, size: float = 2.6, s: float = 1.0,
                    color="C0", ncols: int | None = None):
     """One square scatter plot per (N, 2) tensor, ``ncols`` to a row (default: all); returns the figure."""
-    ncols = ncols or len(point_sets)
-    nrows = -(-len(point_sets) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for ax in axes.flat[len(point_sets):]:
-        ax.axis("off")
+    fig, axes = _grid(len(point_sets), ncols, size)
     for ax, pts, title in zip(axes.flat, point_sets, titles):
         pts = torch.as_tensor(pts).detach().cpu()
         ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=0.5, color=color, linewidths=0)
@@ -41,19 +65,16 @@ def show_images(images, titles=None, *, ncols: int | None = None, size: float = 
     images = list(images)
     if not images:
         raise ValueError("images is empty")
-    ncols = ncols or len(images)
-    if ncols <= 0:
-        raise ValueError(f"ncols must be positive, got {ncols!r}")
     if titles is not None and col_titles is not None:
         raise ValueError("give titles (one per image) or col_titles (one per column), not both")
-    nrows = -(-len(images) // ncols)
+    fig, axes = _grid(len(images), ncols, size, extra_height=0.3 * bool(suptitle))
+    nrows, ncols = axes.shape
     for name, labels, n in (("titles", titles, len(images)), ("row_labels", row_labels, nrows),
                             ("col_titles", col_titles, ncols)):
         if labels is not None and len(labels) != n:
+            plt.close(fig)
             raise ValueError(f"got {len(images)} images in {nrows} rows of {ncols} "
                              f"but {len(labels)} {name} (expected {n})")
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(suptitle)),
-                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, img) in enumerate(zip(axes.flat, images)):

@@ -261,3 +261,16 @@ def test_animate_images_rejects_bad_input():
         animate_images([])
     with pytest.raises(ValueError, match="3 frames but 1 titles"):
         animate_images([torch.zeros(3, 4, 4)] * 3, ["a"])
+
+
+def test_loss_curves_plots_running_means_against_the_step():
+    from diffnb.viz import loss_curves
+
+    fig = loss_curves({"a": [1.0] * 50 + [3.0] * 50, "b": list(range(1, 101))}, window=10)
+    (ax,) = fig.axes
+    a, b = ax.lines
+    assert [line.get_label() for line in ax.lines] == ["a", "b"]
+    assert a.get_xdata()[0] == 10 and a.get_xdata()[-1] == 100   # the step each mean ends at
+    assert a.get_ydata()[0] == 1.0 and a.get_ydata()[-1] == 3.0
+    assert b.get_ydata()[0] == 5.5                               # mean of 1 .. 10
+    assert ax.get_yscale() == "log"
