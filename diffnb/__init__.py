@@ -5,7 +5,7 @@ plain PyTorch first, checks it equals the version here, then uses this one.
 """
 
 from . import data, ddpm, metrics, models, schedules, viz
-from .device import available_devices, get_device, seed_everything
+from .device import available_devices, get_device, seed_everything, synchronize
 from .metrics import energy_distance
 from .profiles import settings
 from .results import read_results, record
@@ -15,7 +15,7 @@ from .train import progress, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "available_devices", "get_device", "seed_everything", "settings", "record", "read_results",
+    "available_devices", "get_device", "seed_everything", "synchronize", "settings", "record", "read_results",
     "DiscreteSchedule", "beta_schedule", "energy_distance", "progress", "train",
     "data", "ddpm", "metrics", "models", "schedules", "viz",
 ]

@@ -16,10 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-
-def _sync(device: torch.device | str | None) -> None:
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+from .device import synchronize
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1,
@@ -35,10 +32,10 @@ def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1,
         fn()
     times = []
     for _ in range(repeat):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -76,12 +76,26 @@ def posterior(sched: DiscreteSchedule, x0: torch.Tensor, xt: torch.Tensor, t: to
     return mean, _per_sample(sched.posterior_variance, t, xt)
 
 
+LOSSES = ("mse", "l1", "huber")
+
+
 def eps_loss(model: Model, sched: DiscreteSchedule, x0: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """The simple DDPM loss: E_{t, eps} || eps - model(x_t, t) ||^2, t uniform in [0, T)."""
+             generator: torch.Generator | None = None, kind: str = "mse") -> torch.Tensor:
+    """The simple DDPM loss: E_{t, eps} || eps - model(x_t, t) ||^2, t uniform in [0, T).
+
+    ``kind`` swaps the squared error for the absolute error (``"l1"``) or the Huber loss
+    (``"huber"``: squared below 1, absolute above), variants some implementations use.
+    """
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; allowed: {', '.join(map(repr, LOSSES))}")
     t = torch.randint(0, sched.T, (x0.shape[0],), device=x0.device, generator=generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    return F.mse_loss(model(q_sample(sched, x0, t, noise), t), noise)
+    pred = model(q_sample(sched, x0, t, noise), t)
+    if kind == "l1":
+        return F.l1_loss(pred, noise)
+    if kind == "huber":
+        return F.huber_loss(pred, noise, delta=1.0)
+    return F.mse_loss(pred, noise)
 
 
 def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, noise: torch.Tensor,
@@ -96,9 +110,7 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     """
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; allowed: {', '.join(map(repr, VARIANCES))}")
-    # bool is an int: clip_x0=True would clamp to [-1, 1] and False to zero
-    if clip_x0 is not None and (isinstance(clip_x0, bool) or not clip_x0 > 0):
-        raise ValueError(f"clip_x0 must be None or a positive number, got {clip_x0!r}")
+    _check_clip(clip_x0)
     tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
     check_timesteps(tt, xt, sched.T)
     x0 = predict_x0(sched, xt, tt, model(xt, tt))
@@ -112,22 +124,83 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     return mean + var.sqrt() * noise, x0
 
 
+def _check_clip(clip_x0) -> None:
+    # bool is an int: clip_x0=True would clamp to [-1, 1] and False to zero
+    if clip_x0 is not None and (isinstance(clip_x0, bool) or not clip_x0 > 0):
+        raise ValueError(f"clip_x0 must be None or a positive number, got {clip_x0!r}")
+
+
 @torch.no_grad()
 def sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *, device=None,
            generator: torch.Generator | None = None, variance: str = "beta",
            clip_x0: float | None = None, keep_every: int = 0):
-    """Ancestral sampling from x_T ~ N(0, I) down to x_0.
+    """Ancestral sampling from x_T ~ N(0, I) down to x_0, through all T steps.
 
     Returns the samples, shape ``shape``; with ``keep_every=k > 0`` returns
-    ``(samples, trajectory)`` where ``trajectory`` stacks x_T and every k-th
-    x_t, shape (n_kept, *shape), on the CPU.
+    ``(samples, xs, x0s)``: ``xs`` stacks x_T and every k-th x_t, shape
+    (n_kept, *shape), and ``x0s`` the model's estimates of x_0 at the same steps
+    (x_T's entry is zeros: there is no estimate yet), both on the CPU.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     x = torch.randn(shape, device=device, generator=generator)
-    kept = [x.cpu()]
+    xs, x0s = [x.cpu()], [torch.zeros(shape)]
     for i, t in enumerate(reversed(range(sched.T))):
         noise = torch.randn(shape, device=device, generator=generator) if t > 0 else None
-        x, _ = p_step(model, sched, x, t, noise, variance=variance, clip_x0=clip_x0)
+        x, x0 = p_step(model, sched, x, t, noise, variance=variance, clip_x0=clip_x0)
         if keep_every and ((i + 1) % keep_every == 0 or t == 0):
-            kept.append(x.cpu())
-    return (x, torch.stack(kept)) if keep_every else x
+            xs.append(x.cpu())
+            x0s.append(x0.cpu())
+    return (x, torch.stack(xs), torch.stack(x0s)) if keep_every else x
+
+
+def timesteps(T: int, steps: int) -> torch.Tensor:
+    """``steps`` time steps spread evenly over [0, T - 1], increasing, both ends included."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in [1, {T}] for a schedule with T = {T}, got {steps!r}")
+    if steps == 1:
+        return torch.tensor([T - 1])
+    return torch.linspace(0, T - 1, steps).round().long()
+
+
+@torch.no_grad()
+def ddim_sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *, steps: int,
+                eta: float = 0.0, device=None, generator: torch.Generator | None = None,
+                clip_x0: float | None = None, keep_every: int = 0):
+    """DDIM (Song, Meng and Ermon, 2021) over ``steps`` of the T time steps (``timesteps``).
+
+    From x_t, with the model's x0 estimate and the noise it implies, the step to the
+    previous kept time s is
+
+        x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sigma^2) eps + sigma z,
+        sigma = eta sqrt((1 - abar_s) / (1 - abar_t)) sqrt(1 - abar_t / abar_s).
+
+    ``eta=0`` is deterministic; ``eta=1`` is ancestral sampling on the kept steps with
+    the posterior variance (with ``steps=T`` it equals ``sample(variance="beta_tilde")``).
+    Returns like ``sample``: the samples, or ``(samples, xs, x0s)`` with ``keep_every``.
+    """
+    if not eta >= 0:
+        raise ValueError(f"eta must be non-negative, got {eta!r}")
+    _check_clip(clip_x0)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    ts = timesteps(sched.T, steps).tolist()
+    abar = sched.alpha_bar.to(device)
+    x = torch.randn(shape, device=device, generator=generator)
+    xs, x0s = [x.cpu()], [torch.zeros(shape)]
+    for i in reversed(range(len(ts))):
+        t = ts[i]
+        a_t = abar[t]
+        a_s = abar[ts[i - 1]] if i > 0 else torch.ones_like(a_t)
+        tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        eps = model(x, tt)
+        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()     # the noise the clamped x0 implies
+        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+        x = a_s.sqrt() * x0 + (1 - a_s - sigma ** 2).clamp(min=0).sqrt() * eps
+        if i > 0 and eta > 0:
+            x = x + sigma * torch.randn(shape, device=device, generator=generator)
+        if keep_every and ((len(ts) - i) % keep_every == 0 or i == 0):
+            xs.append(x.cpu())
+            x0s.append(x0.cpu())
+    return (x, torch.stack(xs), torch.stack(x0s)) if keep_every else x

@@ -60,3 +60,15 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait until ``device`` has finished its queued work (a no-op on the CPU), so that a
+    timer read afterwards measures the work rather than its launch."""
+    if device is None:
+        return
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()

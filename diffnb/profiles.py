@@ -67,6 +67,48 @@ PROFILES: dict[str, dict[str, dict]] = {
             batch_size=128,
         ),
     },
+    "images": {
+        "quick": dict(
+            unet=dict(base=16, mults=(1, 2)),   # two levels: 8x8 digits allow few halvings
+            T=100,                    # diffusion steps the model is trained with
+            batch_size=128,
+            lr=4e-3,
+            train_steps=120,          # AdamW steps of the main model
+            warmup=20,                # steps of linear learning-rate warm-up
+            ema_decay=0.99,
+            checkpoint_every=50,
+            classifier_steps=100,     # the judge's training steps
+            n_samples=1000,           # generated images per Frechet distance (and per reference)
+            ancestral_steps=20,       # steps of the chapter's ancestral sampler
+            ddim_steps=(20, 5),       # the DDIM sweep (20 must be among them)
+            trajectory_images=4,      # images followed through all T steps
+            anim_frames=10,
+            demo_steps=10,            # the interrupt-and-resume demonstration
+            loss_steps=25,            # steps of each run in the loss comparison
+            loss_sample_steps=5,      # DDIM steps of the samples that judge each loss
+            fd_repeats=2,             # sample sets that show the distance's own spread
+        ),
+        "full": dict(
+            unet=dict(base=16, mults=(1, 2)),
+            T=1000,
+            batch_size=128,
+            lr=4e-3,
+            train_steps=2000,
+            warmup=100,
+            ema_decay=0.995,
+            checkpoint_every=250,
+            classifier_steps=500,
+            n_samples=1000,
+            ancestral_steps=100,
+            ddim_steps=(100, 50, 20, 10),
+            trajectory_images=8,
+            anim_frames=25,
+            demo_steps=20,
+            loss_steps=150,
+            loss_sample_steps=20,
+            fd_repeats=4,
+        ),
+    },
 }
 
 

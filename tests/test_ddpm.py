@@ -424,8 +424,9 @@ def test_sample_same_seed_same_samples(cosine10):
 @pytest.mark.parametrize("keep_every, n_kept", [(1, 11), (3, 5), (5, 3), (10, 2), (20, 2)])
 def test_sample_trajectory(cosine10, keep_every, n_kept):
     shape = (5, 2)
-    out, traj = ddpm.sample(_affine_model, cosine10, shape, generator=torch.Generator().manual_seed(0),
-                            keep_every=keep_every)
+    out, traj, x0s = ddpm.sample(_affine_model, cosine10, shape, generator=torch.Generator().manual_seed(0),
+                                 keep_every=keep_every)
+    assert x0s.shape == traj.shape and torch.equal(x0s[-1], out)   # the last step returns its x0
     assert traj.shape == (n_kept, *shape)
     # the first frame is x_T, the first draw of the generator
     assert torch.equal(traj[0], torch.randn(shape, generator=torch.Generator().manual_seed(0)))
@@ -436,7 +437,8 @@ def test_sample_trajectory(cosine10, keep_every, n_kept):
 
 def test_sample_trajectory_frames_follow_p_step(cosine10):
     shape = (4, 2)
-    _, traj = ddpm.sample(_affine_model, cosine10, shape, generator=torch.Generator().manual_seed(0), keep_every=1)
+    _, traj, _ = ddpm.sample(_affine_model, cosine10, shape, generator=torch.Generator().manual_seed(0),
+                             keep_every=1)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g)
     for i, t in enumerate(reversed(range(10))):
@@ -460,8 +462,8 @@ def test_oracle_sampling_with_beta_tilde_has_the_forward_marginals():
     T, N = 40, 16_000
     sched = DiscreteSchedule.from_name("cosine", T)
     x_star = torch.tensor([0.8, -0.4])
-    out, traj = ddpm.sample(_oracle(sched, x_star), sched, (N, 2), generator=torch.Generator().manual_seed(0),
-                            variance="beta_tilde", keep_every=1)
+    out, traj, _ = ddpm.sample(_oracle(sched, x_star), sched, (N, 2), generator=torch.Generator().manual_seed(0),
+                               variance="beta_tilde", keep_every=1)
     assert (out - x_star).abs().max().item() < 1e-3
     for k in range(1, T):  # frame k is the state at index T - 1 - k
         ab = sched.alpha_bar[T - 1 - k]

@@ -158,3 +158,10 @@ def test_seed_everything_returns_seeded_cpu_generator():
     assert torch.equal(torch.randn(4, generator=gen), torch.randn(4, generator=expected))
     seed_everything(7)
     assert torch.equal(torch.randn(4), torch.randn(4, generator=torch.Generator().manual_seed(7)))
+
+
+def test_synchronize_is_a_no_op_on_cpu():
+    from diffnb import synchronize
+    assert synchronize(None) is None
+    assert synchronize("cpu") is None
+    assert synchronize(torch.device("cpu")) is None

@@ -62,8 +62,22 @@ def check_unet(r: dict) -> None:
         assert r[key] < 0.5 * r["denoise_loss_noisy_input"], r
 
 
+def check_training_images(r: dict) -> None:
+    # the judge works, and the references are far apart
+    assert r["classifier_accuracy"] > 0.85, r
+    assert r["n_samples"] >= 1000, r
+    assert 0 < r["fd_floor"] < 0.05 * r["fd_noise"], r
+    # quick profile target: the samples are much closer to real digits than noise is
+    assert r["fd"] <= 0.25 * r["fd_noise"], r
+    assert r["fd_ddim_20"] <= 0.25 * r["fd_noise"], r
+    assert 0 < r["sample_confidence"] <= 1 and 1 <= r["classes_covered"] <= 10, r
+    assert r["train_seconds"] > 0 and r["train_images_per_second"] > 0, r
+    for kind in ("mse", "l1", "huber"):
+        assert r[f"fd_loss_{kind}"] < r["fd_noise"], r
+
+
 CHECKS = {"01_two_moons": check_two_moons, "02_forward_process_cat": check_forward_cat,
-          "03_unet": check_unet}
+          "03_unet": check_unet, "04_training_images": check_training_images}
 
 
 def test_every_notebook_has_checks():

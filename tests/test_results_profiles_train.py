@@ -299,8 +299,8 @@ def _regression(seed=0, steps=120, **kw):
     def loss_fn(m, batch):
         return ((m(batch[:, :3]) - batch[:, 3:]) ** 2).mean()
 
-    losses = train(model, loss_fn, batches, steps=steps, lr=kw.pop("lr", 1e-2), show_progress=False, **kw)
-    return model, losses
+    result = train(model, loss_fn, batches, steps=steps, lr=kw.pop("lr", 1e-2), show_progress=False, **kw)
+    return model, result.losses
 
 
 def test_train_reduces_the_loss_and_returns_every_step():
@@ -334,7 +334,7 @@ def test_train_options_run():
 @pytest.mark.parametrize("steps", [0, -1])
 def test_train_rejects_non_positive_steps(steps):
     model = nn.Linear(1, 1)
-    with pytest.raises(ValueError, match=f"steps must be positive, got {steps}"):
+    with pytest.raises(ValueError, match=f"steps must be a positive integer, got {steps}"):
         train(model, lambda m, b: m(b).sum(), lambda: torch.ones(1, 1), steps=steps, show_progress=False)
 
 
@@ -346,7 +346,7 @@ def test_train_learning_rate_schedule_end_to_end():
     model = nn.Module()
     model.p = p
     losses = train(model, lambda m, _: m.p * 1.0, lambda: None, steps=steps, lr=lr, warmup=warmup,
-                   grad_clip=None, show_progress=False)
+                   grad_clip=None, show_progress=False).losses
     moves = -np.diff(losses)  # moves[i] = lr * factor(i)
     expected = np.array([lr * _lr_factor(i, steps, warmup) for i in range(steps - 1)])
     np.testing.assert_allclose(moves, expected, rtol=1e-6, atol=1e-12)

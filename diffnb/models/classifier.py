@@ -1,0 +1,34 @@
+"""A small convolutional classifier, the book's offline judge of generated images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Classifier(nn.Module):
+    """Images (B, C, H, W) in [-1, 1] -> class logits (B, n_classes).
+
+    Three 3x3 convolutions (the last two halve the resolution), global average
+    pooling and a linear layer. ``features(x)`` returns the pooled activations
+    (B, width * 2), the penultimate layer in which the book measures Frechet
+    distances. Global pooling makes it work at any input size from 4 pixels up.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 32):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * width), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(8, 2 * width), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * width, n_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.body[0].in_channels:
+            raise ValueError(f"x must have shape (B, {self.body[0].in_channels}, H, W), got {tuple(x.shape)}")
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
