@@ -84,7 +84,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             trajectory_images=4,      # images followed through all T steps
             anim_frames=10,
             demo_steps=10,            # the interrupt-and-resume demonstration
-            loss_steps=25,            # steps of each run in the loss comparison
+            loss_steps=20,            # steps of each run in the loss comparison
             loss_sample_steps=5,      # DDIM steps of the samples that judge each loss
             fd_repeats=2,             # sample sets that show the distance's own spread
         ),
