@@ -1,0 +1,467 @@
+"""Unit tests of diffnb.exercises: each checker passes the right answer, names the common wrong ones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffnb.exercises import (Report, check_beta_schedule, check_posterior_mean, check_q_sample,
+                              check_time_embedding)
+
+# --- reference solutions, written as a reader would -------------------------------------
+
+
+def per_sample(v, x):
+    return v.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def q_sample(x0, t, noise, alpha_bar):
+    ab = per_sample(alpha_bar[t], x0)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def linear_betas(T, start=1e-4, end=0.02):
+    return torch.linspace(start, end, T, dtype=torch.float64)
+
+
+def cosine_betas(T, s=0.008, max_beta=0.999, dtype=torch.float64, clip=True):
+    u = torch.arange(T + 1, dtype=dtype) / T
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    alpha_bar = f / f[0]
+    betas = 1 - alpha_bar[1:] / alpha_bar[:-1]
+    return betas.clamp(max=max_beta) if clip else betas
+
+
+def schedule(betas):
+    alphas = 1 - betas
+    alpha_bar = torch.cumprod(alphas, 0)
+    alpha_bar_prev = torch.cat([alpha_bar.new_ones(1), alpha_bar[:-1]])
+    return alphas, alpha_bar, alpha_bar_prev
+
+
+def posterior_mean(x0, xt, t, betas):
+    alphas, ab, ab_prev = schedule(betas)
+    coef_x0 = ab_prev.sqrt() * betas / (1 - ab)
+    coef_xt = alphas.sqrt() * (1 - ab_prev) / (1 - ab)
+    return per_sample(coef_x0[t], x0) * x0 + per_sample(coef_xt[t], x0) * xt
+
+
+def time_embedding(t, dim):
+    k = torch.arange(dim // 2, dtype=torch.float32, device=t.device)
+    freqs = 10_000.0 ** (-k / (dim // 2))
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def stub(*args):
+    raise NotImplementedError("exercise: fill in")
+
+
+# --- common wrong answers ---------------------------------------------------------------
+
+
+def q_no_sqrt(x0, t, noise, alpha_bar):
+    ab = per_sample(alpha_bar[t], x0)
+    return ab * x0 + (1 - ab) * noise
+
+
+def q_variance_for_noise(x0, t, noise, alpha_bar):
+    ab = per_sample(alpha_bar[t], x0)
+    return ab.sqrt() * x0 + (1 - ab) * noise
+
+
+def q_uniform(x0, t, noise, alpha_bar):
+    ab = per_sample(alpha_bar[t], x0)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * torch.rand_like(x0)
+
+
+def q_own_gaussian(x0, t, noise, alpha_bar):
+    return q_sample(x0, t, torch.randn_like(x0), alpha_bar)
+
+
+def q_fixed_seed(x0, t, noise, alpha_bar):
+    gen = torch.Generator().manual_seed(0)
+    return q_sample(x0, t, torch.randn(x0.shape, generator=gen), alpha_bar)
+
+
+def q_t_minus_1(x0, t, noise, alpha_bar):
+    return q_sample(x0, t - 1, noise, alpha_bar)
+
+
+def q_t_plus_1(x0, t, noise, alpha_bar):
+    return q_sample(x0, t + 1, noise, alpha_bar)
+
+
+def q_t_plus_1_clamped(x0, t, noise, alpha_bar):
+    return q_sample(x0, (t + 1).clamp(max=len(alpha_bar) - 1), noise, alpha_bar)
+
+
+def q_swapped(x0, t, noise, alpha_bar):
+    return q_sample(noise, t, x0, alpha_bar)
+
+
+def q_not_reshaped(x0, t, noise, alpha_bar):
+    ab = alpha_bar[t]
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def q_points_only(x0, t, noise, alpha_bar):
+    ab = alpha_bar[t][:, None]
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def q_images_only(x0, t, noise, alpha_bar):
+    ab = alpha_bar[t].view(-1, 1, 1, 1)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def q_if_on_t(x0, t, noise, alpha_bar):
+    if t > 0:
+        return q_sample(x0, t, noise, alpha_bar)
+    return x0
+
+
+def posterior_swapped(x0, xt, t, betas):
+    return posterior_mean(xt, x0, t, betas)
+
+
+def posterior_alpha_bar_t(x0, xt, t, betas):
+    alphas, ab, _ = schedule(betas)
+    coef_x0 = ab.sqrt() * betas / (1 - ab)
+    coef_xt = alphas.sqrt() * (1 - ab) / (1 - ab)
+    return per_sample(coef_x0[t], x0) * x0 + per_sample(coef_xt[t], x0) * xt
+
+
+def posterior_wraps_at_0(x0, xt, t, betas):
+    alphas, ab, _ = schedule(betas)
+    ab_t, ab_prev = ab[t], ab[t - 1]
+    coef_x0 = ab_prev.sqrt() * betas[t] / (1 - ab_t)
+    coef_xt = alphas[t].sqrt() * (1 - ab_prev) / (1 - ab_t)
+    return per_sample(coef_x0, x0) * x0 + per_sample(coef_xt, x0) * xt
+
+
+def posterior_clamps_at_0(x0, xt, t, betas):
+    alphas, ab, _ = schedule(betas)
+    ab_t, ab_prev = ab[t], ab[(t - 1).clamp(min=0)]
+    coef_x0 = ab_prev.sqrt() * betas[t] / (1 - ab_t)
+    coef_xt = alphas[t].sqrt() * (1 - ab_prev) / (1 - ab_t)
+    return per_sample(coef_x0, x0) * x0 + per_sample(coef_xt, x0) * xt
+
+
+def posterior_alpha_bar_for_alpha(x0, xt, t, betas):
+    _, ab, ab_prev = schedule(betas)
+    coef_x0 = ab_prev.sqrt() * betas / (1 - ab)
+    coef_xt = ab.sqrt() * (1 - ab_prev) / (1 - ab)
+    return per_sample(coef_x0[t], x0) * x0 + per_sample(coef_xt[t], x0) * xt
+
+
+def posterior_float32(x0, xt, t, betas):
+    return posterior_mean(x0, xt, t, betas.float())
+
+
+def posterior_with_variance(x0, xt, t, betas):
+    return posterior_mean(x0, xt, t, betas), betas[t]
+
+
+def embedding_cos_first(t, dim):
+    return time_embedding(t, dim).roll(dim // 2, dims=1)
+
+
+def embedding_interleaved(t, dim):
+    e = time_embedding(t, dim)
+    return torch.stack([e[:, : dim // 2], e[:, dim // 2:]], dim=-1).reshape(len(t), dim)
+
+
+def embedding_half_minus_1(t, dim):
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000) * torch.arange(half) / (half - 1))
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def embedding_over_dim(t, dim):
+    freqs = 10_000.0 ** (-torch.arange(dim // 2) / dim)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def embedding_base_1000(t, dim):
+    freqs = 1_000.0 ** (-torch.arange(dim // 2) / (dim // 2))
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def embedding_sin_only(t, dim):
+    return time_embedding(t, dim)[:, : dim // 2]
+
+
+# --- every checker ----------------------------------------------------------------------
+
+CHECKERS = {
+    "q_sample": (check_q_sample, q_sample),
+    "linear": (lambda fn, **kw: check_beta_schedule(fn, "linear", **kw), linear_betas),
+    "cosine": (lambda fn, **kw: check_beta_schedule(fn, "cosine", **kw), cosine_betas),
+    "posterior_mean": (check_posterior_mean, posterior_mean),
+    "time_embedding": (check_time_embedding, time_embedding),
+}
+SIGNATURES = {
+    "q_sample": ("q_sample(x0, t, noise, alpha_bar)", "check_q_sample"),
+    "linear": ("linear_betas(T)", "check_beta_schedule(..., 'linear')"),
+    "cosine": ("cosine_betas(T)", "check_beta_schedule(..., 'cosine')"),
+    "posterior_mean": ("posterior_mean(x0, xt, t, betas)", "check_posterior_mean"),
+    "time_embedding": ("time_embedding(t, dim)", "check_time_embedding"),
+}
+
+
+@pytest.mark.parametrize("name", CHECKERS)
+def test_reference_solution_passes(name, capsys):
+    check, right = CHECKERS[name]
+    report = check(right)
+    assert isinstance(report, Report)
+    assert report.passed and bool(report)
+    assert report.hint is None and report.case is None
+    assert "correct" in report.message
+    assert capsys.readouterr().out.strip() == report.message
+
+
+@pytest.mark.parametrize("name", CHECKERS)
+def test_stub_is_not_implemented_yet(name):
+    check, _ = CHECKERS[name]
+    report = check(stub, quiet=True)
+    assert not report.passed and not report
+    signature, checker = SIGNATURES[name]
+    assert report.message == (f"not implemented yet: {signature} still raises NotImplementedError; "
+                              f"write its body, then run {checker} again.")
+
+
+def raises_value_error(*args):
+    raise ValueError("bad input")
+
+
+def returns_numpy(*args):
+    return np.zeros((2, 2))
+
+
+def returns_list(*args):
+    return [[0.0, 0.0]]
+
+
+def returns_none(*args):
+    return None
+
+
+def returns_scalar_tensor(*args):
+    return torch.tensor(1.0)
+
+
+def takes_wrong_arguments(x):
+    return x
+
+
+ODD = [raises_value_error, returns_numpy, returns_list, returns_none, returns_scalar_tensor, takes_wrong_arguments,
+       "not a function"]
+
+
+@pytest.mark.parametrize("odd", ODD, ids=lambda f: getattr(f, "__name__", "str"))
+@pytest.mark.parametrize("name", CHECKERS)
+def test_a_broken_function_fails_without_raising(name, odd):
+    check, _ = CHECKERS[name]
+    report = check(odd, quiet=True)
+    assert not report.passed
+    assert report.message and "Traceback" not in report.message
+
+
+@pytest.mark.parametrize("name", CHECKERS)
+def test_exception_is_named_with_its_case(name):
+    check, _ = CHECKERS[name]
+    report = check(raises_value_error, quiet=True)
+    assert "raised ValueError on case 1" in report.message
+    assert "bad input" in report.message
+    assert "raise ValueError" in report.message      # the line that raised
+    assert report.case.startswith("case 1")
+
+
+@pytest.mark.parametrize("name", CHECKERS)
+def test_output_type_is_reported(name):
+    check, _ = CHECKERS[name]
+    assert "returned a NumPy array" in check(returns_numpy, quiet=True).message
+    assert "returned a list of 1, not a torch.Tensor" in check(returns_list, quiet=True).message
+
+
+@pytest.mark.parametrize("name", CHECKERS)
+def test_wrong_device_dtype_and_shape_are_reported(name):
+    check, right = CHECKERS[name]
+    on_meta = check(lambda *a: torch.empty(right(*a).shape, device="meta"), quiet=True)
+    assert not on_meta.passed and "on meta, expected one on cpu" in on_meta.message
+    as_int = check(lambda *a: right(*a).long(), quiet=True)
+    assert not as_int.passed and "dtype torch.int64" in as_int.message
+    flat = check(lambda *a: right(*a)[None], quiet=True)
+    assert not flat.passed and "returned shape" in flat.message
+
+
+def test_unexpected_float64_fails_where_float32_is_expected():
+    report = check_time_embedding(lambda t, dim: time_embedding(t, dim).double(), quiet=True)
+    assert not report.passed and "dtype torch.float64, expected torch.float32" in report.message
+
+
+def test_value_failure_gives_case_largest_difference_and_tolerance():
+    report = check_q_sample(lambda *a: q_sample(*a) + 0.5 * (a[1] == 999).float().reshape(-1, 1), quiet=True)
+    assert not report.passed and report.hint is None
+    assert "case 1 of 5" in report.message
+    assert "largest difference from the reference 0.5" in report.message
+    assert "the sample with t = 999" in report.message
+    assert "atol=1e-05, rtol=1e-05" in report.message
+
+
+def test_nan_is_reported():
+    report = check_posterior_mean(lambda *a: posterior_mean(*a) * float("nan"), quiet=True)
+    assert not report.passed and "returned nan" in report.message
+
+
+# --- the hints --------------------------------------------------------------------------
+
+HINTS = [
+    (check_q_sample, q_no_sqrt, "missing_sqrt", "standard deviations"),
+    (check_q_sample, q_variance_for_noise, "missing_sqrt", "(1 - alpha_bar_t) noise"),
+    (check_q_sample, q_uniform, "uniform_noise", "uniform noise"),
+    (check_q_sample, q_own_gaussian, "own_noise", "draws noise of its own"),
+    (check_q_sample, q_fixed_seed, "ignores_noise", "does not change when `noise` does"),
+    (check_q_sample, q_t_minus_1, "off_by_one", "closed form at t - 1"),
+    (check_q_sample, q_t_plus_1, "off_by_one", "one past the end"),
+    (check_q_sample, q_t_plus_1_clamped, "off_by_one", "closed form at t + 1"),
+    (check_q_sample, q_swapped, "swapped", "exchanged"),
+    (check_q_sample, q_not_reshaped, "broadcast", "reshape it to (B, 1, ..., 1)"),
+    (check_q_sample, q_points_only, "broadcast", "reshape it to (B, 1, ..., 1)"),
+    (check_q_sample, q_images_only, "broadcast", "reshape it to (B, 1, ..., 1)"),
+    (check_q_sample, q_if_on_t, "tensor_condition", "`if` on it"),
+    (check_posterior_mean, posterior_swapped, "swapped", "weights are exchanged"),
+    (check_posterior_mean, posterior_alpha_bar_t, "off_by_one", "alpha_bar_t stands where alpha_bar_{t-1}"),
+    (check_posterior_mean, posterior_wraps_at_0, "t0_edge", "wraps around to alpha_bar[T - 1]"),
+    (check_posterior_mean, posterior_clamps_at_0, "t0_edge", "taken as alpha_bar[0]"),
+    (check_posterior_mean, posterior_alpha_bar_for_alpha, "alpha_bar_for_alpha", "sqrt(alpha_t)"),
+    (check_posterior_mean, posterior_with_variance, "tuple", "return the mean alone"),
+    (check_time_embedding, embedding_cos_first, "sin_cos_swapped", "cos half comes first"),
+    (check_time_embedding, embedding_interleaved, "interleaved", "alternate"),
+    (check_time_embedding, embedding_half_minus_1, "frequency", "dim / 2 - 1"),
+    (check_time_embedding, embedding_over_dim, "frequency", "dim in the exponent"),
+    (check_time_embedding, embedding_base_1000, "frequency", "base 1000"),
+    (check_time_embedding, embedding_sin_only, "half_features", "dim / 2 sines"),
+]
+
+
+@pytest.mark.parametrize("check, wrong, key, text", HINTS, ids=lambda x: getattr(x, "__name__", None))
+def test_common_wrong_answer_gets_its_hint(check, wrong, key, text):
+    report = check(wrong, quiet=True)
+    assert not report.passed
+    assert report.hint == key, report.message
+    assert "Hint: " in report.message and text in report.message
+
+
+SCHEDULE_HINTS = [
+    ("linear", lambda T: linear_betas(T, 1e-4 * 1000 / T, 0.02 * 1000 / T), "rescaled", "1000 / T"),
+    ("linear", lambda T: 1e-4 + (0.02 - 1e-4) * torch.arange(T, dtype=torch.float64) / T, "endpoint",
+     "includes both ends"),
+    ("linear", lambda T: torch.linspace(1e-4, 0.02, T + 1), "length", "one beta per step"),
+    ("cosine", lambda T: cosine_betas(T, clip=False), "not_clipped", "max_beta = 0.999"),
+    ("cosine", lambda T: cosine_betas(T, clip=False, dtype=torch.float32), "not_clipped", "max_beta = 0.999"),
+    ("cosine", lambda T: cosine_betas(T, s=0.0), "offset", "s = 0.008"),
+    ("cosine", lambda T: cosine_betas(T, dtype=torch.float32), "precision", "float64"),
+    ("cosine", lambda T: torch.cat([torch.zeros(1, dtype=torch.float64), cosine_betas(T)]), "length", "T + 1 points"),
+]
+
+
+@pytest.mark.parametrize("name, wrong, key, text", SCHEDULE_HINTS, ids=[f"{n}-{k}" for n, _, k, _ in SCHEDULE_HINTS])
+def test_common_wrong_schedule_gets_its_hint(name, wrong, key, text):
+    report = check_beta_schedule(wrong, name, quiet=True)
+    assert not report.passed
+    assert report.hint == key, report.message
+    assert text in report.message
+
+
+def test_no_hint_for_an_unrecognised_mistake():
+    report = check_posterior_mean(lambda x0, xt, t, betas: posterior_mean(x0, xt, t, betas) + 0.1, quiet=True)
+    assert not report.passed and report.hint is None and "Hint" not in report.message
+
+
+# --- tolerances: what passes besides the exact answer ----------------------------------
+
+
+def test_float32_schedule_values_are_fine():
+    assert check_beta_schedule(lambda T: linear_betas(T).float(), "linear", quiet=True).passed
+    assert check_beta_schedule(lambda T: cosine_betas(T).float(), "cosine", quiet=True).passed
+
+
+def test_posterior_computed_in_float32_passes():
+    assert check_posterior_mean(posterior_float32, quiet=True).passed
+
+
+def test_other_schedules_are_checked_against_beta_schedule():
+    report = check_beta_schedule(lambda T: torch.linspace(1e-4 ** 0.5, 0.02 ** 0.5, T, dtype=torch.float64) ** 2,
+                                 "quadratic", quiet=True)
+    assert report.passed
+
+
+def test_unknown_schedule_name_is_an_error():
+    with pytest.raises(ValueError, match=r"unknown schedule 'cosin'; allowed: 'linear'"):
+        check_beta_schedule(linear_betas, "cosin")
+
+
+# --- the report and its side effects ----------------------------------------------------
+
+
+def test_report_str_repr_and_bool():
+    report = Report(False, "q_sample fails case 1.", "q_sample", "case 1", "missing_sqrt")
+    assert str(report) == "q_sample fails case 1."
+    assert repr(report) == "Report('q_sample': failed, hint='missing_sqrt')"
+    assert not report
+    assert bool(Report(True, "fine"))
+
+
+def test_quiet_prints_nothing(capsys):
+    check_q_sample(q_no_sqrt, quiet=True)
+    assert capsys.readouterr().out == ""
+    report = check_q_sample(q_no_sqrt)
+    assert capsys.readouterr().out.strip() == report.message
+
+
+def test_global_random_state_is_left_as_it_was():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_q_sample(q_own_gaussian, quiet=True)
+    check_q_sample(q_sample, quiet=True)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_inputs_written_in_place_do_not_leak_into_later_cases():
+    def in_place(x0, t, noise, alpha_bar):
+        out = q_sample(x0, t, noise, alpha_bar)
+        x0.zero_(), noise.zero_(), alpha_bar.zero_()
+        return out
+
+    assert check_q_sample(in_place, quiet=True).passed
+
+
+def test_not_implemented_on_a_later_case_names_it():
+    def points_only(x0, t, noise, alpha_bar):
+        if x0.ndim > 2:
+            raise NotImplementedError
+        return q_sample(x0, t, noise, alpha_bar)
+
+    report = check_q_sample(points_only, quiet=True)
+    assert report.message.startswith("not implemented yet: ") and "case 2 of 5 (images" in report.message
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name, wrong, key", [("q_sample", q_no_sqrt, "missing_sqrt"),
+                                              ("posterior_mean", posterior_swapped, "swapped"),
+                                              ("time_embedding", embedding_cos_first, "sin_cos_swapped")])
+def test_on_cuda(name, wrong, key):
+    check, right = CHECKERS[name]
+    assert check(right, device="cuda", quiet=True).passed
+    report = check(lambda *a: right(*a).cpu(), device="cuda", quiet=True)
+    assert not report.passed and "on cpu, expected one on cuda:0" in report.message
+    assert check(wrong, device="cuda", quiet=True).hint == key
