@@ -1,19 +1,23 @@
 # Two commands do all the set-up (see README.md):
 #   make book   execute every chapter and write the HTML book to _build/html/
 #   make test   run the tests (unit tests, every chapter in the quick profile, the book build)
+#   make student   write the student edition (solutions removed) to student/
 VENV    ?= .venv
 PYTHON  ?= python3
 PROFILE ?= full
 DEVICE  ?= auto
 PY      := $(VENV)/bin/python
 
-.PHONY: book test env clean
+.PHONY: book test student env clean
 
 book: env
 	$(PY) tools/build.py --profile $(PROFILE) --device $(DEVICE)
 
 test: env
 	$(PY) -m pytest -ra
+
+student: env
+	$(PY) tools/student_edition.py --out student
 
 env: $(VENV)/.installed
 
