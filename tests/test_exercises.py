@@ -135,20 +135,21 @@ def posterior_alpha_bar_t(x0, xt, t, betas):
     return per_sample(coef_x0[t], x0) * x0 + per_sample(coef_xt[t], x0) * xt
 
 
-def posterior_wraps_at_0(x0, xt, t, betas):
+def _posterior_with_prev(x0, xt, t, betas, prev):
+    """The posterior mean with alpha_bar_{t-1} read at index ``prev`` (wrong at t = 0)."""
     alphas, ab, _ = schedule(betas)
-    ab_t, ab_prev = ab[t], ab[t - 1]
+    ab_t, ab_prev = ab[t], ab[prev]
     coef_x0 = ab_prev.sqrt() * betas[t] / (1 - ab_t)
     coef_xt = alphas[t].sqrt() * (1 - ab_prev) / (1 - ab_t)
     return per_sample(coef_x0, x0) * x0 + per_sample(coef_xt, x0) * xt
+
+
+def posterior_wraps_at_0(x0, xt, t, betas):
+    return _posterior_with_prev(x0, xt, t, betas, t - 1)
 
 
 def posterior_clamps_at_0(x0, xt, t, betas):
-    alphas, ab, _ = schedule(betas)
-    ab_t, ab_prev = ab[t], ab[(t - 1).clamp(min=0)]
-    coef_x0 = ab_prev.sqrt() * betas[t] / (1 - ab_t)
-    coef_xt = alphas[t].sqrt() * (1 - ab_prev) / (1 - ab_t)
-    return per_sample(coef_x0, x0) * x0 + per_sample(coef_xt, x0) * xt
+    return _posterior_with_prev(x0, xt, t, betas, (t - 1).clamp(min=0))
 
 
 def posterior_alpha_bar_for_alpha(x0, xt, t, betas):
