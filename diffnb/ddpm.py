@@ -162,6 +162,50 @@ def timesteps(T: int, steps: int) -> torch.Tensor:
     return torch.linspace(0, T - 1, steps).round().long()
 
 
+def ddim_step(sched: DiscreteSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor,
+              t_prev: torch.Tensor, *, eta: float = 0.0, noise: torch.Tensor | None = None,
+              clip_x0: float | None = None):
+    """One DDIM step from time t to an earlier time t_prev; returns (x_prev, predicted x0).
+
+    ``x_t``, ``eps`` (the model's noise estimate) and ``noise``: (B, ...); ``t`` and
+    ``t_prev``: (B,) integer tensors, -1 <= t_prev < t < T, where t_prev = -1 is the end
+    of the chain (abar = 1 there, so x_prev is the x0 estimate). With abar = alpha_bar,
+
+        x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
+        x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma noise,
+        sigma = eta sqrt((1 - abar_prev) / (1 - abar_t)) sqrt(1 - abar_t / abar_prev).
+
+    ``eta=0`` (the default) is deterministic and needs no ``noise``; ``noise`` is needed
+    when eta > 0, except at the end of the chain, where sigma = 0. ``clip_x0`` clamps the
+    x0 estimate to [-clip_x0, clip_x0], and eps becomes the noise the clamped x0 implies.
+    """
+    _check_eta(eta)
+    _check_clip(clip_x0)
+    check_timesteps(t, x_t, sched.T)
+    check_same_shape("eps", eps, "x_t", x_t)
+    if (not isinstance(t_prev, torch.Tensor) or t_prev.dtype.is_floating_point or t_prev.dtype == torch.bool
+            or t_prev.shape != t.shape or not ((t_prev >= -1) & (t_prev < t)).all()):
+        raise ValueError(f"t_prev must be an integer tensor of shape {tuple(t.shape)} with -1 <= t_prev < t")
+    if eta > 0 and noise is None and (t_prev >= 0).any():
+        raise ValueError("eta > 0 needs noise, except at the end of the chain (t_prev = -1)")
+    a_t = _per_sample(sched.alpha_bar, t, x_t)
+    a_s = _per_sample(sched.alpha_bar_prev, t_prev + 1, x_t)   # alpha_bar[t_prev], and 1 at t_prev = -1
+    x0 = predict_x0(sched, x_t, t, eps)
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()     # the noise the clamped x0 implies
+    sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
+    x_prev = a_s.sqrt() * x0 + (1 - a_s - sigma ** 2).clamp(min=0).sqrt() * eps
+    if noise is not None:
+        x_prev = x_prev + sigma * noise
+    return x_prev, x0
+
+
+def _check_eta(eta) -> None:
+    if not eta >= 0:
+        raise ValueError(f"eta must be non-negative, got {eta!r}")
+
+
 @torch.no_grad()
 def ddim_sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *, steps: int,
                 eta: float = 0.0, device=None, generator: torch.Generator | None = None,
@@ -178,28 +222,18 @@ def ddim_sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *
     the posterior variance (with ``steps=T`` it equals ``sample(variance="beta_tilde")``).
     Returns like ``sample``: the samples, or ``(samples, xs, x0s)`` with ``keep_every``.
     """
-    if not eta >= 0:
-        raise ValueError(f"eta must be non-negative, got {eta!r}")
+    _check_eta(eta)
     _check_clip(clip_x0)
     device = torch.device(device) if device is not None else torch.device("cpu")
     ts = timesteps(sched.T, steps).tolist()
-    abar = sched.alpha_bar.to(device)
     x = torch.randn(shape, device=device, generator=generator)
     xs, x0s = [x.cpu()], [torch.zeros(shape)]
     for i in reversed(range(len(ts))):
-        t = ts[i]
-        a_t = abar[t]
-        a_s = abar[ts[i - 1]] if i > 0 else torch.ones_like(a_t)
-        tt = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        tt = torch.full((shape[0],), ts[i], device=device, dtype=torch.long)
         eps = model(x, tt)
-        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        if clip_x0 is not None:
-            x0 = x0.clamp(-clip_x0, clip_x0)
-            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()     # the noise the clamped x0 implies
-        sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
-        x = a_s.sqrt() * x0 + (1 - a_s - sigma ** 2).clamp(min=0).sqrt() * eps
-        if i > 0 and eta > 0:
-            x = x + sigma * torch.randn(shape, device=device, generator=generator)
+        noise = torch.randn(shape, device=device, generator=generator) if i > 0 and eta > 0 else None
+        x, x0 = ddim_step(sched, x, eps, tt, torch.full_like(tt, ts[i - 1] if i > 0 else -1),
+                          eta=eta, noise=noise, clip_x0=clip_x0)
         if keep_every and ((len(ts) - i) % keep_every == 0 or i == 0):
             xs.append(x.cpu())
             x0s.append(x0.cpu())

@@ -16,6 +16,7 @@ The checkers, and how each calls the function it checks:
 - ``check_beta_schedule(fn, name)``: ``fn(T) -> betas``
 - ``check_posterior_mean(fn)``: ``fn(x0, xt, t, betas) -> mean``
 - ``check_time_embedding(fn)``: ``fn(t, dim) -> embedding``
+- ``check_ddim_step(fn)``: ``fn(x_t, eps, t, t_prev, alpha_bar) -> x_prev``
 
 For a teacher, the report is the grade::
 
@@ -35,6 +36,7 @@ rest of a notebook draws.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import os
 import re
@@ -50,7 +52,8 @@ from .device import get_device
 from .models.embeddings import sinusoidal_embedding
 from .schedules import SCHEDULE_NAMES, DiscreteSchedule, beta_schedule
 
-__all__ = ["Report", "check_q_sample", "check_beta_schedule", "check_posterior_mean", "check_time_embedding"]
+__all__ = ["Report", "check_q_sample", "check_beta_schedule", "check_posterior_mean", "check_time_embedding",
+           "check_ddim_step"]
 
 Tensor = torch.Tensor
 
@@ -105,7 +108,7 @@ class _Exercise:
     summary: str                   # the cases, in a few words, for the pass message
     atol: float
     rtol: float
-    dtype: torch.dtype | None      # None: any floating-point dtype
+    dtype: torch.dtype | str | None  # None: any floating-point dtype; "input": the reference's, case by case
     wrong: Callable[[_Case], Iterator[Wrong]] = lambda case: iter(())
     hint_tol: tuple[float, float] | None = None  # (atol, rtol) to match a wrong answer; default atol, rtol
     # (case, output, call) -> (key, sentence) or None, tried before the wrong answers
@@ -114,7 +117,7 @@ class _Exercise:
     on_error: Callable | None = None
 
 
-# --- the four checkers -----------------------------------------------------------------
+# --- the five checkers -----------------------------------------------------------------
 
 
 def check_q_sample(fn: Callable, *, device: str | torch.device = "cpu", quiet: bool = False) -> Report:
@@ -254,6 +257,49 @@ def check_time_embedding(fn: Callable, *, device: str | torch.device = "cpu", qu
     return _run(ex, fn, cases, dev, quiet)
 
 
+def check_ddim_step(fn: Callable, *, device: str | torch.device = "cpu", quiet: bool = False) -> Report:
+    """Check ``fn(x_t, eps, t, t_prev, alpha_bar) -> x_prev``, one deterministic DDIM step.
+
+    ``x_t``, ``eps``: (B, ...) float32 or float64 (2-D points (B, 2), images
+    (B, C, H, W)); ``t``, ``t_prev``: (B,) int64, -1 <= t_prev < t <= T - 1, mixed within
+    a batch; ``alpha_bar``: (T,), in the dtype of ``x_t``. With ab_t = alpha_bar[t] and
+    ab_prev = alpha_bar[t_prev], 1 at t_prev = -1 (the end of the chain), expected:
+    ``ddpm.ddim_step`` (eta = 0, no clamping), sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev) eps
+    with x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), per sample, same shape, dtype
+    and device as ``x_t``, to atol = rtol = 1e-4: loose enough for float32 arrangements
+    of the formula other than the reference's, which lose digits dividing by a tiny
+    sqrt(ab_t) near t = T - 1; the mistakes below are off by far more.
+
+    Hints: ``t_prev_ignored`` (alpha_bar[t - 1] for ab_prev), ``end_not_handled``
+    (alpha_bar[-1] or alpha_bar[0] at t_prev = -1 instead of 1), ``missing_sqrt``,
+    ``swapped`` (ab_t and ab_prev exchanged), ``broadcast`` (alpha_bar[t] not reshaped
+    per sample), ``tensor_condition`` (``if`` on the tensor t_prev).
+    """
+    dev = get_device(device)
+    gen = torch.Generator().manual_seed(2)
+    specs = [
+        ("2-D points", (8, 2), ("linear", 1000), torch.float32,
+         [999, 999, 500, 10, 1, 980, 250, 50], [949, -1, 450, -1, 0, 960, 200, 0]),
+        ("images", (4, 3, 8, 8), ("cosine", 1000), torch.float32, [999, 600, 20, 0], [899, 400, -1, -1]),
+        ("float64 2-D points", (5, 2), ("cosine", 100), torch.float64, [99, 50, 3, 1, 0], [79, 30, 2, -1, -1]),
+        ("a batch of one image", (1, 1, 4, 4), ("cosine", 10), torch.float32, [9], [-1]),
+    ]
+    cases = []
+    for what, shape, (name, T), dtype, ts, ps in specs:
+        sched = DiscreteSchedule.from_name(name, T).to(dev)
+        x_t = torch.randn(shape, generator=gen, dtype=dtype).to(dev)
+        eps = torch.randn(shape, generator=gen, dtype=dtype).to(dev)
+        t, t_prev = torch.tensor(ts).to(dev), torch.tensor(ps).to(dev)
+        expected = ddpm.ddim_step(sched, x_t, eps, t, t_prev)[0]
+        label = f"{what} {shape}, {name} schedule with T = {T}, t = {ts}, t_prev = {ps}"
+        cases.append(_Case(label, (x_t, eps, t, t_prev, sched.alpha_bar.to(dtype)), expected, t))
+    ex = _Exercise(
+        "ddim_step", "ddim_step(x_t, eps, t, t_prev, alpha_bar)", "check_ddim_step",
+        "2-D points and images in float32 and float64, a batch of one, t up to T - 1, t_prev down to -1",
+        atol=1e-4, rtol=1e-4, dtype="input", wrong=_ddim_wrong, on_error=_per_sample_error)
+    return _run(ex, fn, cases, dev, quiet)
+
+
 # --- running the cases -----------------------------------------------------------------
 
 
@@ -361,7 +407,9 @@ def _problem(out, case: _Case, ex: _Exercise) -> str | None:
         return f"it returned {_kind(out)}, not a torch.Tensor of shape {tuple(want.shape)}"
     if out.shape != want.shape:
         return f"it returned shape {tuple(out.shape)}, expected {tuple(want.shape)}"
-    if ex.dtype is not None and out.dtype != ex.dtype:
+    if ex.dtype == "input" and out.dtype != want.dtype:
+        return f"it returned dtype {out.dtype}, expected {want.dtype}, that of the inputs"
+    if ex.dtype not in (None, "input") and out.dtype != ex.dtype:
         return f"it returned dtype {out.dtype}, expected {ex.dtype}"
     if not out.dtype.is_floating_point:
         return f"it returned dtype {out.dtype}, expected a floating-point dtype"
@@ -454,8 +502,8 @@ def _error_hint(ex: _Exercise, case: _Case, err: Exception) -> tuple[str, str] |
 # --- q_sample --------------------------------------------------------------------------
 
 BROADCAST = ("a value indexed by t, such as alpha_bar[t], has shape (B,), one entry per sample; reshape it to "
-             "(B, 1, ..., 1), with a 1 for each dimension of x0 after the batch, "
-             "v.view(-1, *[1] * (x0.ndim - 1)), so that it scales each sample whole.")
+             "(B, 1, ..., 1), with a 1 for each dimension of the data x (x0, x_t) after the batch, "
+             "v.view(-1, *[1] * (x.ndim - 1)), so that it scales each sample whole.")
 
 
 def _per_sample(v: Tensor, x: Tensor) -> Tensor:
@@ -676,3 +724,42 @@ def _embedding_wrong(case: _Case) -> Iterator[Wrong]:
     sin_cos = "the embedding has dim features: dim / 2 sines, then dim / 2 cosines of the same angles."
     yield "half_features", sin_cos, lambda: right.sin()
     yield "half_features", sin_cos, lambda: right.cos()
+
+
+# --- DDIM step -------------------------------------------------------------------------
+
+DDIM_WEIGHTS = ("sqrt(alpha_bar_t)", "sqrt(1 - alpha_bar_t)", "sqrt(alpha_bar_prev)", "sqrt(1 - alpha_bar_prev)")
+
+
+def _ddim_wrong(case: _Case) -> Iterator[Wrong]:
+    x_t, eps, t, t_prev, alpha_bar = (a.cpu() for a in case.args)
+    x_t, eps, ab = x_t.double(), eps.double(), alpha_bar.double()
+    ab_prev = torch.where(t_prev >= 0, ab[t_prev], 1.0)
+
+    def step(a_t: Tensor, a_s: Tensor, bare: tuple[int, ...] = (), shape: tuple[int, ...] | None = None) -> Tensor:
+        # the weights numbered as in DDIM_WEIGHTS; those in bare lose their square root
+        a_t, a_s = (a.reshape(shape) if shape else _per_sample(a, x_t) for a in (a_t, a_s))
+        w = [v if i in bare else v.sqrt() for i, v in enumerate((a_t, 1 - a_t, a_s, 1 - a_s))]
+        return w[2] * (x_t - w[1] * eps) / w[0] + w[3] * eps
+
+    yield "t_prev_ignored", ("the output equals the step to t - 1, alpha_bar[t - 1] in place of "
+                             "alpha_bar[t_prev]: DDIM skips steps, so the previous time is t_prev, "
+                             "given per sample."), lambda: step(ab[t], ab[t - 1])
+    end = ("t_prev = -1 is the end of the chain, where alpha_bar_prev = 1 (the empty product), so that x_prev "
+           "is the x0 estimate; ")
+    yield "end_not_handled", end + ("alpha_bar[t_prev] wraps around to alpha_bar[T - 1] there: select 1 with "
+                                    "torch.where(t_prev >= 0, ...)."), lambda: step(ab[t], ab[t_prev])
+    yield "end_not_handled", end + "it was taken as alpha_bar[0].", \
+        lambda: step(ab[t], ab[t_prev.clamp(min=0)])
+    yield "swapped", ("alpha_bar_t and alpha_bar_prev are exchanged: x0 is estimated with alpha_bar_t, at the "
+                      "time of x_t, and x_prev built with alpha_bar_prev."), lambda: step(ab_prev, ab[t])
+    for n in range(1, 5):
+        for bare in itertools.combinations(range(4), n):
+            names = [DDIM_WEIGHTS[i] for i in bare]
+            names = " and ".join([", ".join(names[:-1]), names[-1]] if n > 1 else names)
+            yield "missing_sqrt", (f"{names} {'is' if n == 1 else 'are'} missing the square root: the weights "
+                                   "of x0 and eps in x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps are "
+                                   "square roots, at t and at t_prev alike."), \
+                lambda bare=bare: step(ab[t], ab_prev, bare)
+    for shape in ((-1,), (-1, 1), (-1, 1, 1, 1)):
+        yield "broadcast", BROADCAST, lambda shape=shape: step(ab[t], ab_prev, shape=shape)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffnb.exercises import (Report, check_beta_schedule, check_posterior_mean, check_q_sample,
+from diffnb.exercises import (Report, check_beta_schedule, check_ddim_step, check_posterior_mean, check_q_sample,
                               check_time_embedding)
 
 # --- reference solutions, written as a reader would -------------------------------------
@@ -54,6 +54,18 @@ def time_embedding(t, dim):
     freqs = 10_000.0 ** (-k / (dim // 2))
     angles = t.float()[:, None] * freqs[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def ddim_from(x_t, eps, ab_t, ab_prev):
+    """The DDIM step with alpha_bar_t and alpha_bar_prev given per sample, shape (B,)."""
+    ab_t, ab_prev = per_sample(ab_t, x_t), per_sample(ab_prev, x_t)
+    x0 = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
+    return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+
+
+def ddim_step(x_t, eps, t, t_prev, alpha_bar):
+    ab_prev = torch.where(t_prev >= 0, alpha_bar[t_prev], torch.ones_like(alpha_bar[t_prev]))
+    return ddim_from(x_t, eps, alpha_bar[t], ab_prev)
 
 
 def stub(*args):
@@ -199,6 +211,55 @@ def embedding_sin_only(t, dim):
     return time_embedding(t, dim)[:, : dim // 2]
 
 
+def ddim_t_minus_1(x_t, eps, t, t_prev, alpha_bar):
+    return ddim_from(x_t, eps, alpha_bar[t], alpha_bar[t - 1])
+
+
+def ddim_end_wraps(x_t, eps, t, t_prev, alpha_bar):
+    return ddim_from(x_t, eps, alpha_bar[t], alpha_bar[t_prev])
+
+
+def ddim_end_clamped(x_t, eps, t, t_prev, alpha_bar):
+    return ddim_from(x_t, eps, alpha_bar[t], alpha_bar[t_prev.clamp(min=0)])
+
+
+def ddim_swapped(x_t, eps, t, t_prev, alpha_bar):
+    ab_prev = torch.where(t_prev >= 0, alpha_bar[t_prev], torch.ones_like(alpha_bar[t_prev]))
+    return ddim_from(x_t, eps, ab_prev, alpha_bar[t])
+
+
+def ddim_no_sqrt(x_t, eps, t, t_prev, alpha_bar):
+    ab_t = per_sample(alpha_bar[t], x_t)
+    ab_prev = per_sample(torch.where(t_prev >= 0, alpha_bar[t_prev], 1.0), x_t)
+    x0 = (x_t - (1 - ab_t) * eps) / ab_t
+    return ab_prev * x0 + (1 - ab_prev) * eps
+
+
+def ddim_x0_variance(x_t, eps, t, t_prev, alpha_bar):
+    ab_t = per_sample(alpha_bar[t], x_t)
+    ab_prev = per_sample(torch.where(t_prev >= 0, alpha_bar[t_prev], 1.0), x_t)
+    x0 = (x_t - (1 - ab_t) * eps) / ab_t.sqrt()
+    return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+
+
+def ddim_not_reshaped(x_t, eps, t, t_prev, alpha_bar):
+    ab_t, ab_prev = alpha_bar[t], torch.where(t_prev >= 0, alpha_bar[t_prev], 1.0)
+    x0 = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
+    return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+
+
+def ddim_images_only(x_t, eps, t, t_prev, alpha_bar):
+    ab_t = alpha_bar[t].view(-1, 1, 1, 1)
+    ab_prev = torch.where(t_prev >= 0, alpha_bar[t_prev], 1.0).view(-1, 1, 1, 1)
+    x0 = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
+    return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+
+
+def ddim_if_on_t_prev(x_t, eps, t, t_prev, alpha_bar):
+    ab_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones_like(alpha_bar[t])
+    return ddim_from(x_t, eps, alpha_bar[t], ab_prev)
+
+
 # --- every checker ----------------------------------------------------------------------
 
 CHECKERS = {
@@ -207,6 +268,7 @@ CHECKERS = {
     "cosine": (lambda fn, **kw: check_beta_schedule(fn, "cosine", **kw), cosine_betas),
     "posterior_mean": (check_posterior_mean, posterior_mean),
     "time_embedding": (check_time_embedding, time_embedding),
+    "ddim_step": (check_ddim_step, ddim_step),
 }
 SIGNATURES = {
     "q_sample": ("q_sample(x0, t, noise, alpha_bar)", "check_q_sample"),
@@ -214,6 +276,7 @@ SIGNATURES = {
     "cosine": ("cosine_betas(T)", "check_beta_schedule(..., 'cosine')"),
     "posterior_mean": ("posterior_mean(x0, xt, t, betas)", "check_posterior_mean"),
     "time_embedding": ("time_embedding(t, dim)", "check_time_embedding"),
+    "ddim_step": ("ddim_step(x_t, eps, t, t_prev, alpha_bar)", "check_ddim_step"),
 }
 
 
@@ -350,6 +413,16 @@ HINTS = [
     (check_time_embedding, embedding_over_dim, "frequency", "dim in the exponent"),
     (check_time_embedding, embedding_base_1000, "frequency", "base 1000"),
     (check_time_embedding, embedding_sin_only, "half_features", "dim / 2 sines"),
+    (check_ddim_step, ddim_t_minus_1, "t_prev_ignored", "the step to t - 1"),
+    (check_ddim_step, ddim_end_wraps, "end_not_handled", "wraps around to alpha_bar[T - 1]"),
+    (check_ddim_step, ddim_end_clamped, "end_not_handled", "taken as alpha_bar[0]"),
+    (check_ddim_step, ddim_swapped, "swapped", "alpha_bar_t and alpha_bar_prev are exchanged"),
+    (check_ddim_step, ddim_no_sqrt, "missing_sqrt",
+     "sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t), sqrt(alpha_bar_prev) and sqrt(1 - alpha_bar_prev) are missing"),
+    (check_ddim_step, ddim_x0_variance, "missing_sqrt", "sqrt(1 - alpha_bar_t) is missing the square root"),
+    (check_ddim_step, ddim_not_reshaped, "broadcast", "reshape it to (B, 1, ..., 1)"),
+    (check_ddim_step, ddim_images_only, "broadcast", "reshape it to (B, 1, ..., 1)"),
+    (check_ddim_step, ddim_if_on_t_prev, "tensor_condition", "`if` on it"),
 ]
 
 
@@ -466,3 +539,35 @@ def test_on_cuda(name, wrong, key):
     report = check(lambda *a: right(*a).cpu(), device="cuda", quiet=True)
     assert not report.passed and "on cpu, expected one on cuda:0" in report.message
     assert check(wrong, device="cuda", quiet=True).hint == key
+
+
+# --- the DDIM step ----------------------------------------------------------------------
+
+
+def test_ddim_step_keeps_the_dtype_of_its_inputs():
+    report = check_ddim_step(lambda *a: ddim_step(*a).float(), quiet=True)
+    assert not report.passed and "case 3 of 4 (float64 2-D points" in report.message
+    assert "dtype torch.float32, expected torch.float64, that of the inputs" in report.message
+
+
+def test_ddim_step_computed_in_float64_or_rearranged_passes():
+    def in_float64(x_t, eps, t, t_prev, alpha_bar):
+        return ddim_step(x_t.double(), eps.double(), t, t_prev, alpha_bar.double()).to(x_t.dtype)
+
+    def coefficients(x_t, eps, t, t_prev, alpha_bar):
+        ab = torch.cat([alpha_bar.new_ones(1), alpha_bar])       # ab[t + 1] = alpha_bar[t], 1 at t = -1
+        a, s = per_sample(ab[t + 1], x_t), per_sample(ab[t_prev + 1], x_t)
+        return (s / a).sqrt() * x_t + ((1 - s).sqrt() - (s * (1 - a) / a).sqrt()) * eps
+
+    assert check_ddim_step(in_float64, quiet=True).passed
+    assert check_ddim_step(coefficients, quiet=True).passed
+
+
+def test_ddim_step_leaves_the_global_random_state_as_it_was():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_ddim_step(lambda x_t, eps, t, t_prev, alpha_bar: ddim_step(x_t, torch.randn_like(eps), t, t_prev,
+                                                                     alpha_bar), quiet=True)
+    check_ddim_step(ddim_step, quiet=True)
+    assert torch.equal(torch.rand(3), expected)
