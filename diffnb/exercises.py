@@ -40,6 +40,7 @@ import itertools
 import math
 import os
 import re
+import textwrap
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -310,8 +311,8 @@ def _run(ex: _Exercise, fn, cases: list[_Case], device: torch.device, quiet: boo
         cuda = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=cuda), torch.no_grad():
         report = _run_cases(ex, fn, cases)
-    if not quiet:
-        print(report.message)
+    if not quiet:   # wrapped: notebooks and the book show long lines in a scroll box
+        print(textwrap.fill(report.message, 88, break_long_words=False, break_on_hyphens=False))
     return report
 
 

@@ -8,7 +8,18 @@ import diffnb
 from conftest import build
 
 
+def check_exercises(r: dict) -> None:
+    """The chapter's own solutions pass their checkers."""
+    passed = {k: v for k, v in r.items() if k.startswith("exercise_") and k.endswith("_passed")}
+    assert passed, "no exercise check recorded"
+    assert all(v is True for v in passed.values()), passed
+
+
 def check_two_moons(r: dict) -> None:
+    check_exercises(r)
+    # exercise: without the added noise the samples collapse, as the answer says
+    assert r["spread_mean_only"] < 0.25 * r["spread_data"], r
+    assert r["ratio_mean_only"] > 5 * r["ratio_main"], r
     for key in ("energy_distance", "energy_distance_floor", "energy_distance_noise", "energy_distance_T10"):
         assert key in r, f"{key} not recorded"
         assert r[key] > 0
@@ -26,6 +37,11 @@ def check_two_moons(r: dict) -> None:
 
 
 def check_forward_cat(r: dict) -> None:
+    check_exercises(r)
+    # exercise: pixels in [0, 1] have a quarter of the SNR, so the cat dissolves sooner
+    assert r["unit_range_t_half"] < r["signed_range_t_half"], r
+    # exercise: exp(-sum of betas) predicts the smallest T for the linear schedule within 2%
+    assert abs(r["linear_T_min"] - r["linear_T_estimate"]) < 0.02 * r["linear_T_estimate"], r
     # a thousand single steps and the closed form agree within four Monte Carlo standard errors
     assert r["closed_form_max_z"] < 4, r
     assert 0 < r["closed_form_max_error"] < 0.05, r
@@ -47,6 +63,10 @@ def check_forward_cat(r: dict) -> None:
 
 
 def check_unet(r: dict) -> None:
+    check_exercises(r)
+    # exercise: twice the width, a little under four times the parameters, less extra time
+    assert 3.5 < r["width_param_ratio"] < 4, r
+    assert 1 < r["width_time_ratio"] < r["width_param_ratio"], r
     # the ConvNeXt trap: with h = time the inner branch ignores the image entirely
     assert r["convnext_inner_change_overwrite"] < 1e-5 < 0.1 < r["convnext_inner_change_add"], r
     # attention cost: full attention's memory grows like N^2, linear attention's like N
@@ -63,6 +83,11 @@ def check_unet(r: dict) -> None:
 
 
 def check_training_images(r: dict) -> None:
+    check_exercises(r)
+    # exercise: deterministic DDIM maps one noise to (mostly) one digit at any step count
+    assert r["same_noise_agreement_20"] >= 0.75 and r["same_noise_agreement_5"] >= 0.5, r
+    # exercise: the samples are not copies of training images
+    assert r["copy_ratio"] > 0.5, r
     # the judge works, and the references are far apart
     assert r["classifier_accuracy"] > 0.85, r
     assert r["n_samples"] >= 1000, r

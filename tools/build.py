@@ -1,15 +1,18 @@
 """Build the book: execute every chapter once with papermill, then render the HTML.
 
     python tools/build.py [--profile full|quick] [--device auto|cpu|cuda|mps] [--only 01_two_moons]
+                          [--no-render]
 
 Steps (each a function the tests reuse):
 
 1. ``execute``: run each notebook of ``notebooks/`` with papermill, passing
    ``device``, ``profile`` and ``seed`` as parameters, into
-   ``_build/executed/<profile>/`` (the sources stay without outputs);
+   ``_build/executed/<profile>/`` (the sources stay without outputs), noting how
+   long each took in ``times.json`` there;
 2. ``stage``: assemble the book's sources in ``_build/src/``, with the executed
    copies in place of ``notebooks/`` (so launch buttons still point at
-   ``notebooks/NAME.ipynb`` in the repository);
+   ``notebooks/NAME.ipynb`` in the repository), and write the table of chapter
+   times that the teachers' page includes, from every ``times.json`` found;
 3. ``render``: turn ``_config.yml`` into Sphinx's ``conf.py`` with jupyter-book
    and build the HTML into ``_build/html/`` with warnings as errors.
 """
@@ -17,6 +20,9 @@ Steps (each a function the tests reuse):
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "references.bib", "book", "_static")
+TIMES = "times.json"               # {stem: {profile, device, seconds, date}}, beside the executed copies
+TIMES_TABLE = "book/chapter_times.md"
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -55,6 +63,9 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
     import papermill
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    times_file = out_dir / TIMES
+    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    where = device_label(device)
     done = []
     for src in paths:
         dst = out_dir / src.name
@@ -73,9 +84,55 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
             if "injected-parameters" in tags and "remove-cell" not in tags:
                 tags.append("remove-cell")
         nbformat.write(nb, dst)
-        print(f"executed {src.name} ({profile}, {device}) in {time.perf_counter() - start:.1f} s", flush=True)
+        seconds = time.perf_counter() - start
+        times[src.stem] = dict(profile=profile, device=where, seconds=round(seconds, 1),
+                               date=datetime.date.today().isoformat())
+        times_file.write_text(json.dumps(times, indent=1) + "\n")
+        print(f"executed {src.name} ({profile}, {device}) in {seconds:.1f} s", flush=True)
         done.append(dst)
     return done
+
+
+def device_label(device: str) -> str:
+    """What ``device`` resolves to here, in words: "CPU, 2 cores" or the GPU's name."""
+    import torch
+
+    import diffnb
+
+    dev = diffnb.get_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return "Apple GPU (MPS)" if dev.type == "mps" else f"CPU, {os.cpu_count()} cores"
+
+
+def times_table(dirs: list[Path]) -> str:
+    """A markdown table of chapter times, quick against full, from the ``times.json`` in ``dirs``."""
+    runs: dict[str, dict[str, dict]] = {}
+    for d in dirs:
+        if (d / TIMES).is_file():
+            for stem, entry in json.loads((d / TIMES).read_text()).items():
+                runs.setdefault(entry["profile"], {})[stem] = entry
+
+    def cell(entry):
+        if entry is None:
+            return "not measured"
+        m, s = divmod(round(entry["seconds"]), 60)
+        return f"{m} min {s:02d} s" if m else f"{s} s"
+
+    lines = ["| Chapter | quick profile | full profile |", "| --- | --- | --- |"]
+    for nb in notebooks():
+        row = [runs.get(p, {}).get(nb.stem) for p in ("quick", "full")]
+        lines.append(f"| {{doc}}`../notebooks/{nb.stem}` | {cell(row[0])} | {cell(row[1])} |")
+    lines.append("")
+    for profile in ("quick", "full"):
+        entries = runs.get(profile, {}).values()
+        if entries:
+            devices = ", ".join(sorted({e["device"] for e in entries}))
+            dates = ", ".join(sorted({e["date"] for e in entries}))
+            lines.append(f"- {profile} profile: measured on {devices}, {dates}.")
+        else:
+            lines.append(f"- {profile} profile: not run by the build that made this page.")
+    return "\n".join(lines) + "\n"
 
 
 def stage(executed: list[Path], src_dir: Path) -> Path:
@@ -89,6 +146,8 @@ def stage(executed: list[Path], src_dir: Path) -> Path:
     (src_dir / "notebooks").mkdir()
     for nb in executed:
         shutil.copy2(nb, src_dir / "notebooks" / nb.name)
+    dirs = {p.parent for p in executed} | {d for d in (BUILD / "executed").glob("*") if d.is_dir()}
+    (src_dir / TIMES_TABLE).write_text(times_table(sorted(dirs)))
     return src_dir
 
 
@@ -112,12 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="execute only these notebooks (by stem)")
+    parser.add_argument("--no-render", action="store_true",
+                        help="execute (and time) the chapters, but do not build the HTML")
     args = parser.parse_args(argv)
 
     executed_dir = BUILD / "executed" / args.profile
     executed = execute(notebooks(args.only), executed_dir, profile=args.profile, device=args.device, seed=args.seed)
     if args.only:  # keep the other chapters' earlier executed copies, if any
         executed = sorted({p.name: p for p in [*executed_dir.glob("*.ipynb"), *executed]}.values())
+    if args.no_render:
+        return 0
     result = render(stage(executed, BUILD / "src"), BUILD / "html")
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
