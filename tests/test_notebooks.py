@@ -86,8 +86,8 @@ def check_training_images(r: dict) -> None:
     check_exercises(r)
     # exercise: deterministic DDIM maps one noise to (mostly) one digit at any step count
     assert r["same_noise_agreement_20"] >= 0.75 and r["same_noise_agreement_5"] >= 0.5, r
-    # exercise: the samples are not copies of training images
-    assert r["copy_ratio"] > 0.5, r
+    # exercise: the samples are not copies of training images (the full run's text says about 1)
+    assert r["copy_ratio"] > 0.7, r
     # the judge works, and the references are far apart
     assert r["classifier_accuracy"] > 0.85, r
     assert r["n_samples"] >= 1000, r
