@@ -17,6 +17,7 @@ The checkers, and how each calls the function it checks:
 - ``check_posterior_mean(fn)``: ``fn(x0, xt, t, betas) -> mean``
 - ``check_time_embedding(fn)``: ``fn(t, dim) -> embedding``
 - ``check_ddim_step(fn)``: ``fn(x_t, eps, t, t_prev, alpha_bar) -> x_prev``
+- ``check_min_snr_weight(fn)``: ``fn(log_snr, gamma, parameterisation) -> weights``
 
 For a teacher, the report is the grade::
 
@@ -49,12 +50,13 @@ import numpy as np
 import torch
 
 from . import ddpm
+from .continuous import min_snr_weight
 from .device import get_device
 from .models.embeddings import sinusoidal_embedding
 from .schedules import SCHEDULE_NAMES, DiscreteSchedule, beta_schedule
 
 __all__ = ["Report", "check_q_sample", "check_beta_schedule", "check_posterior_mean", "check_time_embedding",
-           "check_ddim_step"]
+           "check_ddim_step", "check_min_snr_weight"]
 
 Tensor = torch.Tensor
 
@@ -98,6 +100,7 @@ class _Case:
     expected: Tensor               # the reference output
     t: Tensor | None = None        # per-row time steps, to say which row differs
     row: str = "sample"            # what a row is called
+    t_name: str = "t"              # what the values in t are called
     extra: dict = field(default_factory=dict)
 
 
@@ -118,7 +121,7 @@ class _Exercise:
     on_error: Callable | None = None
 
 
-# --- the five checkers -----------------------------------------------------------------
+# --- the six checkers ------------------------------------------------------------------
 
 
 def check_q_sample(fn: Callable, *, device: str | torch.device = "cpu", quiet: bool = False) -> Report:
@@ -301,6 +304,57 @@ def check_ddim_step(fn: Callable, *, device: str | torch.device = "cpu", quiet: 
     return _run(ex, fn, cases, dev, quiet)
 
 
+def check_min_snr_weight(fn: Callable, *, device: str | torch.device = "cpu", quiet: bool = False) -> Report:
+    """Check ``fn(log_snr, gamma, parameterisation) -> weights``, the min-SNR-gamma loss weight.
+
+    ``log_snr``: (B,) float32 or float64, lambda = log SNR (SNR = exp(lambda)), from -15
+    to 15 with lambda = log(gamma), the kink, included; ``gamma``: a positive float, 5.0
+    or 1.0; ``parameterisation``: "eps", "v" or "x". Expected: the weights of Hang et
+    al. (2023), ``diffnb.continuous.min_snr_weight``: min(SNR, gamma) / SNR for the
+    eps-MSE, min(SNR, gamma) / (SNR + 1) for the v-MSE, min(SNR, gamma) for the x-MSE;
+    shape (B,), dtype and device of ``log_snr``, to atol = 1e-6, rtol = 1e-5: loose
+    enough for SNR = exp(lambda) formed in float32 (about 3.3e6 at lambda = 15, still
+    exact to 1e-7); the mistakes below are off by far more.
+
+    Hints: ``seed_rule`` (1 / (1 + min(SNR, gamma)), not the published weight),
+    ``wrong_parameterisation`` (another parameterisation's formula), ``uncapped`` (the
+    min left out), ``lambda_as_snr`` (lambda used as the SNR, without exp), ``max_for_min``
+    (max(SNR, gamma)), ``tensor_condition`` (Python's min or ``if`` on a tensor).
+    """
+    dev = get_device(device)
+    gen = torch.Generator().manual_seed(3)
+
+    def grid(gamma: float) -> Tensor:
+        # every 2.5 from -15 to 15, and the kink lambda = log(gamma) exactly
+        return torch.unique(torch.cat([torch.linspace(-15.0, 15.0, 13, dtype=torch.float64),
+                                       torch.tensor([math.log(gamma)], dtype=torch.float64)]))
+
+    specs = [(f"{dtype_name} lambda = -15, -12.5, ..., 15 and log(gamma)", grid(gamma), dtype, gamma, p)
+             for dtype_name, dtype, gamma in (("float32", torch.float32, 5.0), ("float64", torch.float64, 5.0),
+                                              ("float32", torch.float32, 1.0))
+             for p in MIN_SNR_PARAMETERISATIONS]
+    # uniform in [-15, 15), in no order, and the kink
+    mixed = torch.cat([torch.rand(7, generator=gen, dtype=torch.float64) * 30 - 15,
+                       torch.tensor([math.log(5.0)], dtype=torch.float64)])
+    specs += [("float64 lambda in mixed order", mixed, torch.float64, 5.0, "v"),
+              # one value below the kink, where no two of the wrong answers below agree (above it, uncapped and
+              # max_for_min both give SNR)
+              ("a batch of one, lambda = [1.0]", torch.tensor([1.0]), torch.float32, 5.0, "v")]
+    cases = []
+    for what, log_snr, dtype, gamma, p in specs:
+        log_snr = log_snr.to(dtype)
+        # the reference in float64 from the very values the function gets, then in their dtype
+        expected = min_snr_weight(log_snr.double(), gamma, p).to(dtype).to(dev)
+        label = f"{what}, gamma = {gamma:g}, parameterisation = {p!r}"
+        log_snr = log_snr.to(dev)
+        cases.append(_Case(label, (log_snr, gamma, p), expected, log_snr, row="weight", t_name="lambda"))
+    ex = _Exercise(
+        "min_snr_weight", "min_snr_weight(log_snr, gamma, parameterisation)", "check_min_snr_weight",
+        "eps, v and x, lambda from -15 to 15 with the kink at log(gamma), float32 and float64, gamma = 5 and 1, "
+        "a batch of one", atol=1e-6, rtol=1e-5, dtype="input", wrong=_min_snr_wrong, on_error=_min_snr_error)
+    return _run(ex, fn, cases, dev, quiet)
+
+
 # --- running the cases -----------------------------------------------------------------
 
 
@@ -312,7 +366,7 @@ def _run(ex: _Exercise, fn, cases: list[_Case], device: torch.device, quiet: boo
     with torch.random.fork_rng(devices=cuda), torch.no_grad():
         report = _run_cases(ex, fn, cases)
     if not quiet:   # wrapped: notebooks and the book show long lines in a scroll box
-        print(textwrap.fill(report.message, 88, break_long_words=False, break_on_hyphens=False))
+        print(textwrap.fill(report.message, 78, break_long_words=False, break_on_hyphens=False))
     return report
 
 
@@ -446,7 +500,7 @@ def _unravel(flat: int, shape: torch.Size) -> tuple[int, ...]:
 def _at(idx: tuple[int, ...], case: _Case) -> str:
     where = f"index {idx[0]}" if len(idx) == 1 else f"index {idx}"
     if case.t is not None and idx:
-        where += f", the {case.row} with t = {case.t[idx[0]].item():g}"
+        where += f", the {case.row} with {case.t_name} = {case.t[idx[0]].item():g}"
     return where
 
 
@@ -491,13 +545,12 @@ def _find_hint(ex: _Exercise, case: _Case, out, call) -> tuple[str, str] | None:
 
 
 def _error_hint(ex: _Exercise, case: _Case, err: Exception) -> tuple[str, str] | None:
-    msg = str(err)
-    if "Boolean value of Tensor with more than one" in msg:
-        return ("tensor_condition", "t is a tensor with one time step per sample, so `if` on it has no single "
+    # the exercise's own reading first: it knows what its tensors are called
+    hint = ex.on_error(case, err) if ex.on_error is not None else None
+    if hint is None and "Boolean value of Tensor with more than one" in str(err):
+        hint = ("tensor_condition", "t is a tensor with one time step per sample, so `if` on it has no single "
                 "answer; select per sample with tensor operations (indexing, torch.where).")
-    if ex.on_error is not None:
-        return ex.on_error(case, err)
-    return None
+    return hint
 
 
 # --- q_sample --------------------------------------------------------------------------
@@ -764,3 +817,55 @@ def _ddim_wrong(case: _Case) -> Iterator[Wrong]:
                 lambda bare=bare: step(ab[t], ab_prev, bare)
     for shape in ((-1,), (-1, 1), (-1, 1, 1, 1)):
         yield "broadcast", BROADCAST, lambda shape=shape: step(ab[t], ab_prev, shape=shape)
+
+
+# --- min-SNR weight --------------------------------------------------------------------
+
+MIN_SNR_PARAMETERISATIONS = ("eps", "v", "x")
+MIN_SNR_FORMULA = {"eps": "min(SNR, gamma) / SNR", "v": "min(SNR, gamma) / (SNR + 1)", "x": "min(SNR, gamma)"}
+MIN_SNR_WHY = {"eps": "the eps-MSE is SNR times the x-MSE", "v": "the v-MSE is SNR + 1 times the x-MSE",
+               "x": "the weight Hang et al. put on the x-MSE"}
+MIN_SNR_UNCAPPED = {"eps": "SNR / SNR = 1", "v": "SNR / (SNR + 1)", "x": "SNR"}
+
+
+def _min_snr_formula(snr: Tensor, capped: Tensor, parameterisation: str) -> Tensor:
+    """The weight of ``parameterisation`` with ``capped`` where min(SNR, gamma) belongs."""
+    if parameterisation == "eps":
+        return capped / snr
+    if parameterisation == "v":
+        return capped / (snr + 1)
+    return capped
+
+
+def _min_snr_wrong(case: _Case) -> Iterator[Wrong]:
+    log_snr, gamma, p = case.args
+    lam = log_snr.detach().to("cpu", torch.float64)
+    snr = lam.exp()                  # at most exp(15) ~ 3.3e6 here: no overflow
+    asked = f"parameterisation = {p!r} asks for {MIN_SNR_FORMULA[p]} ({MIN_SNR_WHY[p]})"
+    yield "seed_rule", ("the output equals 1 / (1 + min(SNR, gamma)), the rule one source applies; it is not "
+                        "the published min-SNR-gamma weight (Hang et al., 2023), which caps the x-MSE weight "
+                        f"SNR at gamma: {asked}."), lambda: 1 / (1 + snr.clamp(max=gamma))
+    for other in MIN_SNR_PARAMETERISATIONS:
+        if other != p:
+            yield "wrong_parameterisation", (
+                f"the output equals the {other}-MSE weight {MIN_SNR_FORMULA[other]}, but {asked}; choose the "
+                "formula by the argument `parameterisation`."), \
+                lambda other=other: _min_snr_formula(snr, snr.clamp(max=gamma), other)
+    yield "uncapped", (f"the output equals {MIN_SNR_UNCAPPED[p]}, the weight without its cap: {asked}. The min "
+                       "caps SNR at gamma so that the nearly clean steps (high SNR) do not dominate the loss; "
+                       "use torch.clamp(snr, max=gamma)."), lambda: _min_snr_formula(snr, snr, p)
+    yield "lambda_as_snr", ("the output equals the weight with lambda itself in place of SNR: log_snr holds "
+                            "lambda = log SNR, so SNR = exp(lambda), log_snr.exp()."), \
+        lambda: _min_snr_formula(lam, lam.clamp(max=gamma), p)
+    yield "max_for_min", ("the output equals the weight with max(SNR, gamma) in place of min(SNR, gamma): the "
+                          "weighting caps SNR at gamma from above, torch.clamp(snr, max=gamma) (or "
+                          "torch.minimum), rather than raising it to gamma."), \
+        lambda: _min_snr_formula(snr, snr.clamp(min=gamma), p)
+
+
+def _min_snr_error(case: _Case, err: Exception) -> tuple[str, str] | None:
+    if "Boolean value of Tensor with more than one" in str(err):
+        return ("tensor_condition", "log_snr holds one lambda per sample, so `if` on it or on the SNR, or "
+                "Python's min(snr, gamma), which compares the two with `<`, has no single answer; take the "
+                "minimum per sample with torch.clamp(snr, max=gamma) (or torch.minimum).")
+    return None

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffnb.exercises import (Report, check_beta_schedule, check_ddim_step, check_posterior_mean, check_q_sample,
-                              check_time_embedding)
+from diffnb.exercises import (Report, check_beta_schedule, check_ddim_step, check_min_snr_weight, check_posterior_mean,
+                              check_q_sample, check_time_embedding)
 
 # --- reference solutions, written as a reader would -------------------------------------
 
@@ -66,6 +66,16 @@ def ddim_from(x_t, eps, ab_t, ab_prev):
 def ddim_step(x_t, eps, t, t_prev, alpha_bar):
     ab_prev = torch.where(t_prev >= 0, alpha_bar[t_prev], torch.ones_like(alpha_bar[t_prev]))
     return ddim_from(x_t, eps, alpha_bar[t], ab_prev)
+
+
+def min_snr_weight(log_snr, gamma, parameterisation):
+    snr = log_snr.exp()
+    capped = torch.clamp(snr, max=gamma)
+    if parameterisation == "eps":
+        return capped / snr
+    if parameterisation == "v":
+        return capped / (snr + 1)
+    return capped
 
 
 def stub(*args):
@@ -260,6 +270,59 @@ def ddim_if_on_t_prev(x_t, eps, t, t_prev, alpha_bar):
     return ddim_from(x_t, eps, alpha_bar[t], ab_prev)
 
 
+def _weight_from(snr, capped, parameterisation):
+    """The min-SNR weight's formula with ``capped`` where min(SNR, gamma) belongs."""
+    return {"eps": capped / snr, "v": capped / (snr + 1), "x": capped}[parameterisation]
+
+
+def min_snr_seed_rule(log_snr, gamma, parameterisation):
+    return 1 / (1 + torch.clamp(log_snr.exp(), max=gamma))
+
+
+def min_snr_always_eps(log_snr, gamma, parameterisation):
+    return min_snr_weight(log_snr, gamma, "eps")
+
+
+def min_snr_v_and_x_swapped(log_snr, gamma, parameterisation):
+    return min_snr_weight(log_snr, gamma, {"v": "x", "x": "v"}.get(parameterisation, parameterisation))
+
+
+def min_snr_x_as_eps(log_snr, gamma, parameterisation):
+    return min_snr_weight(log_snr, gamma, "eps" if parameterisation == "x" else parameterisation)
+
+
+def min_snr_uncapped(log_snr, gamma, parameterisation):
+    snr = log_snr.exp()
+    return _weight_from(snr, snr, parameterisation)
+
+
+def min_snr_uncapped_v(log_snr, gamma, parameterisation):
+    if parameterisation == "v":
+        return min_snr_uncapped(log_snr, gamma, parameterisation)
+    return min_snr_weight(log_snr, gamma, parameterisation)
+
+
+def min_snr_uncapped_x(log_snr, gamma, parameterisation):
+    if parameterisation == "x":
+        return min_snr_uncapped(log_snr, gamma, parameterisation)
+    return min_snr_weight(log_snr, gamma, parameterisation)
+
+
+def min_snr_lambda_as_snr(log_snr, gamma, parameterisation):
+    snr = log_snr
+    return _weight_from(snr, torch.clamp(snr, max=gamma), parameterisation)
+
+
+def min_snr_max_for_min(log_snr, gamma, parameterisation):
+    snr = log_snr.exp()
+    return _weight_from(snr, torch.clamp(snr, min=gamma), parameterisation)
+
+
+def min_snr_python_min(log_snr, gamma, parameterisation):
+    snr = log_snr.exp()
+    return _weight_from(snr, min(snr, gamma), parameterisation)
+
+
 # --- every checker ----------------------------------------------------------------------
 
 CHECKERS = {
@@ -269,6 +332,7 @@ CHECKERS = {
     "posterior_mean": (check_posterior_mean, posterior_mean),
     "time_embedding": (check_time_embedding, time_embedding),
     "ddim_step": (check_ddim_step, ddim_step),
+    "min_snr_weight": (check_min_snr_weight, min_snr_weight),
 }
 SIGNATURES = {
     "q_sample": ("q_sample(x0, t, noise, alpha_bar)", "check_q_sample"),
@@ -277,6 +341,7 @@ SIGNATURES = {
     "posterior_mean": ("posterior_mean(x0, xt, t, betas)", "check_posterior_mean"),
     "time_embedding": ("time_embedding(t, dim)", "check_time_embedding"),
     "ddim_step": ("ddim_step(x_t, eps, t, t_prev, alpha_bar)", "check_ddim_step"),
+    "min_snr_weight": ("min_snr_weight(log_snr, gamma, parameterisation)", "check_min_snr_weight"),
 }
 
 
@@ -423,6 +488,19 @@ HINTS = [
     (check_ddim_step, ddim_not_reshaped, "broadcast", "reshape it to (B, 1, ..., 1)"),
     (check_ddim_step, ddim_images_only, "broadcast", "reshape it to (B, 1, ..., 1)"),
     (check_ddim_step, ddim_if_on_t_prev, "tensor_condition", "`if` on it"),
+    (check_min_snr_weight, min_snr_seed_rule, "seed_rule", "not the published min-SNR-gamma weight"),
+    (check_min_snr_weight, min_snr_always_eps, "wrong_parameterisation",
+     "the eps-MSE weight min(SNR, gamma) / SNR, but parameterisation = 'v' asks for min(SNR, gamma) / (SNR + 1)"),
+    (check_min_snr_weight, min_snr_v_and_x_swapped, "wrong_parameterisation",
+     "the x-MSE weight min(SNR, gamma), but parameterisation = 'v'"),
+    (check_min_snr_weight, min_snr_x_as_eps, "wrong_parameterisation",
+     "the eps-MSE weight min(SNR, gamma) / SNR, but parameterisation = 'x' asks for min(SNR, gamma) ("),
+    (check_min_snr_weight, min_snr_uncapped, "uncapped", "SNR / SNR = 1, the weight without its cap"),
+    (check_min_snr_weight, min_snr_uncapped_v, "uncapped", "SNR / (SNR + 1), the weight without its cap"),
+    (check_min_snr_weight, min_snr_uncapped_x, "uncapped", "equals SNR, the weight without its cap"),
+    (check_min_snr_weight, min_snr_lambda_as_snr, "lambda_as_snr", "SNR = exp(lambda)"),
+    (check_min_snr_weight, min_snr_max_for_min, "max_for_min", "max(SNR, gamma) in place of min(SNR, gamma)"),
+    (check_min_snr_weight, min_snr_python_min, "tensor_condition", "Python's min(snr, gamma)"),
 ]
 
 
@@ -570,4 +648,66 @@ def test_ddim_step_leaves_the_global_random_state_as_it_was():
     check_ddim_step(lambda x_t, eps, t, t_prev, alpha_bar: ddim_step(x_t, torch.randn_like(eps), t, t_prev,
                                                                      alpha_bar), quiet=True)
     check_ddim_step(ddim_step, quiet=True)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --- the min-SNR weight -----------------------------------------------------------------
+
+
+def test_min_snr_weight_keeps_the_dtype_of_its_inputs():
+    report = check_min_snr_weight(lambda *a: min_snr_weight(*a).float(), quiet=True)
+    assert not report.passed and "case 4 of 11 (float64 lambda" in report.message
+    assert "dtype torch.float32, expected torch.float64, that of the inputs" in report.message
+
+
+def test_min_snr_weight_in_log_space_with_sigmoid_or_in_float64_passes():
+    def log_space(log_snr, gamma, parameterisation):
+        capped = torch.clamp(log_snr, max=math.log(gamma))
+        return {"eps": torch.exp(capped - log_snr), "v": torch.exp(capped - torch.nn.functional.softplus(log_snr)),
+                "x": torch.exp(capped)}[parameterisation]
+
+    def with_sigmoid(log_snr, gamma, parameterisation):
+        snr = log_snr.exp()
+        if parameterisation == "eps":
+            return torch.where(snr < gamma, torch.ones_like(snr), gamma / snr)
+        if parameterisation == "v":
+            return torch.where(snr < gamma, torch.sigmoid(log_snr), gamma * torch.sigmoid(-log_snr))
+        return torch.minimum(snr, torch.full_like(snr, gamma))
+
+    def in_float64(log_snr, gamma, parameterisation):
+        return min_snr_weight(log_snr.double(), gamma, parameterisation).to(log_snr.dtype)
+
+    for fn in (log_space, with_sigmoid, in_float64):
+        assert check_min_snr_weight(fn, quiet=True).passed, fn.__name__
+
+
+def test_min_snr_weight_failure_names_lambda():
+    def off_at_the_top(log_snr, gamma, parameterisation):
+        return min_snr_weight(log_snr, gamma, parameterisation) + 0.5 * (log_snr == 15)
+
+    report = check_min_snr_weight(off_at_the_top, quiet=True)
+    assert not report.passed and report.hint is None
+    assert "case 1 of 11 (float32 lambda = -15, -12.5, ..., 15 and log(gamma), gamma = 5, parameterisation = 'eps')" \
+        in report.message
+    assert "the weight with lambda = 15" in report.message and "atol=1e-06, rtol=1e-05" in report.message
+
+
+def test_min_snr_weight_hint_needs_the_whole_case():
+    # 1 / (1 + SNR) is the seed rule below the kink and about the eps weight, 1, at the lowest SNR, but above the
+    # kink it is neither
+    report = check_min_snr_weight(lambda log_snr, gamma, p: 1 / (1 + log_snr.exp()), quiet=True)
+    assert not report.passed and report.hint is None and "Hint" not in report.message
+    # asked for v: the eps weight above lambda = 0, the v weight below; neither formula over the whole case
+    report = check_min_snr_weight(lambda log_snr, gamma, p: torch.where(
+        log_snr > 0, min_snr_weight(log_snr, gamma, "eps"), min_snr_weight(log_snr, gamma, p)), quiet=True)
+    assert not report.passed and report.hint is None
+
+
+def test_min_snr_weight_leaves_the_global_random_state_as_it_was():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_min_snr_weight(lambda log_snr, gamma, p: min_snr_weight(log_snr, gamma, p) * torch.rand_like(log_snr),
+                         quiet=True)
+    check_min_snr_weight(min_snr_weight, quiet=True)
     assert torch.equal(torch.rand(3), expected)
