@@ -257,3 +257,39 @@ def test_parameter_counts():
     n16 = _n_params(UNet(in_channels=1))
     assert 500_000 <= n16 <= 1_200_000
     assert _n_params(UNet(in_channels=1, base=32)) > n16
+
+
+def test_patch_folds_pixels_into_channels():
+    """patch=4 at 32x32 costs about what 8x8 does: the levels work at 8x8 and 4x4."""
+    torch.manual_seed(0)
+    net = UNet(1, base=8, mults=(1, 2), patch=4)
+    x, t = torch.randn(2, 1, 32, 32), torch.tensor([1.5, -3.0])
+    seen = []
+    net.init_conv.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    out = net(x, t)
+    assert out.shape == x.shape and seen == [(2, 16, 8, 8)]
+    assert net.multiple == 8
+    # the same weights as an unpatched UNet except the first and last convolution
+    plain = UNet(1, base=8, mults=(1, 2))
+    differ = {k for k, v in net.state_dict().items() if v.shape != plain.state_dict()[k].shape}
+    assert differ == {"init_conv.weight", "final_conv.weight", "final_conv.bias"}
+
+
+def test_patch_one_is_the_plain_unet():
+    torch.manual_seed(0)
+    plain = UNet(1, base=8, mults=(1, 2))
+    torch.manual_seed(0)
+    same = UNet(1, base=8, mults=(1, 2), patch=1)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 700])
+    assert torch.equal(plain(x, t), same(x, t))
+
+
+@pytest.mark.parametrize("patch", [0, -2, 1.5, True])
+def test_patch_must_be_a_positive_integer(patch):
+    with pytest.raises(ValueError, match="patch must be a positive integer"):
+        UNet(1, patch=patch)
+
+
+def test_patch_size_error_names_the_patch():
+    with pytest.raises(ValueError, match=r"30x30 cannot be halved 1 times after 4x4 patches.*multiples of 8"):
+        UNet(1, base=8, mults=(1, 2), patch=4)(torch.randn(1, 1, 30, 30), torch.tensor([0.0]))

@@ -189,12 +189,18 @@ class UNet(nn.Module):
     "convnext") and then ``attention[i]`` ("none", "linear" or "full"); the
     middle, at the lowest resolution, always has full attention. Skip
     connections carry each level's output to the matching level on the way up.
+
+    ``patch`` > 1 first folds each patch x patch block of pixels into channels
+    (``pixel_unshuffle``) and unfolds the output the same way at the end, so every
+    level works at 1/patch of the input's resolution: the cheap way to take
+    high-resolution inputs that simple diffusion recommends. H and W must then be
+    multiples of patch * 2 ** (len(mults) - 1).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, base: int = 16,
                  mults: tuple[int, ...] = (1, 2, 4), block: str = "resnet",
                  attention: tuple[str, ...] | None = None, time_mode: str = "scale_shift",
-                 groups: int = 8):
+                 groups: int = 8, patch: int = 1):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; allowed: {', '.join(map(repr, BLOCKS))}")
@@ -207,12 +213,13 @@ class UNet(nn.Module):
             raise ValueError(f"attention must give one of {ATTENTIONS} per level ({len(mults)} levels), "
                              f"got {attention!r}")
         out_channels = in_channels if out_channels is None else out_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("patch", patch)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.base, self.mults, self.block, self.attention = base, tuple(mults), block, attention
-        self.multiple = 2 ** (len(mults) - 1)
+        self.patch = patch
+        self.multiple = patch * 2 ** (len(mults) - 1)
         time_dim = 4 * base
 
         def make_block(dim, dim_out):
@@ -221,7 +228,7 @@ class UNet(nn.Module):
             return ConvNextBlock(dim, dim_out, time_dim)
 
         self.time_embedding = TimeEmbedding(base)
-        self.init_conv = nn.Conv2d(in_channels, base, 3, padding=1)
+        self.init_conv = nn.Conv2d(in_channels * patch**2, base, 3, padding=1)
         chans = [base * m for m in mults]
         self.downs, self.ups = nn.ModuleList(), nn.ModuleList()
         ch = base
@@ -239,15 +246,16 @@ class UNet(nn.Module):
                 nn.Identity() if i == 0 else Upsample(c)]))
             ch = c
         self.final_block = make_block(ch + base, base)
-        self.final_conv = nn.Conv2d(base, self.out_channels, 1)
+        self.final_conv = nn.Conv2d(base, self.out_channels * patch**2, 1)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must have shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         height, width = x.shape[-2:]
         if height % self.multiple or width % self.multiple:
+            patched = f" after {self.patch}x{self.patch} patches" if self.patch > 1 else ""
             raise ValueError(
-                f"image size {height}x{width} cannot be halved {len(self.mults) - 1} times: "
+                f"image size {height}x{width} cannot be halved {len(self.mults) - 1} times{patched}: "
                 f"H and W must be multiples of {self.multiple} for a UNet with {len(self.mults)} levels")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -255,7 +263,7 @@ class UNet(nn.Module):
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         temb = self.time_embedding(t)
-        x = self.init_conv(x)
+        x = self.init_conv(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
         first = x
         skips = []
         for block1, block2, attn, down in self.downs:
@@ -267,8 +275,8 @@ class UNet(nn.Module):
             x = torch.cat([x, skips.pop()], dim=1)
             x = attn(block2(block1(x, temb), temb))
             x = up(x)
-        x = self.final_block(torch.cat([x, first], dim=1), temb)
-        return self.final_conv(x)
+        x = self.final_conv(self.final_block(torch.cat([x, first], dim=1), temb))
+        return F.pixel_shuffle(x, self.patch) if self.patch > 1 else x
 
 
 class BasicUNet(nn.Module):
