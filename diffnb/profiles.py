@@ -109,6 +109,38 @@ PROFILES: dict[str, dict[str, dict]] = {
             fd_repeats=4,
         ),
     },
+    "simple": {
+        "quick": dict(
+            base_size=8,              # the digits' own resolution: the schedules' base
+            high_size=16,             # the upsampled resolution of the experiment
+            unet=dict(base=16, mults=(1, 2)),   # with patch = size / base_size
+            batch_size=128,
+            lr=4e-3,
+            train_steps=100,          # AdamW steps of each run (equal for all runs)
+            warmup=10,
+            ema_decay=0.99,
+            gamma=5.0,                # min-SNR cap
+            sample_steps=10,          # DDIM steps of each run's samples
+            n_samples=400,            # samples per Frechet distance (and per reference)
+            sample_sets=2,            # sample sets per run: their spread sizes the distance's noise
+            classifier_steps=100,
+        ),
+        "full": dict(
+            base_size=8,
+            high_size=32,
+            unet=dict(base=16, mults=(1, 2)),
+            batch_size=128,
+            lr=4e-3,
+            train_steps=1000,
+            warmup=50,
+            ema_decay=0.995,
+            gamma=5.0,
+            sample_steps=50,
+            n_samples=1000,
+            sample_sets=2,
+            classifier_steps=500,
+        ),
+    },
 }
 
 
