@@ -60,3 +60,33 @@ def test_chapter_shows_figures_numbers_and_progress(html, executed_quick):
 def test_colab_launch_button_points_at_the_source_notebook(html):
     page = (html / "notebooks" / "01_two_moons.html").read_text()
     assert "colab.research.google.com/github/diffnb/diffusion-book/blob/main/notebooks/01_two_moons.ipynb" in page
+
+
+def test_teachers_page_shows_the_measured_chapter_times(html, executed_quick):
+    page = (html / "book" / "teachers.html").read_text()
+    assert "quick profile: measured on CPU" in page
+    for stem in executed_quick:
+        assert f"notebooks/{stem}.html" in page
+    assert "No GPU run has been timed" in page
+    # every exercise is folded away in the chapters: a solution never shows unfolded
+    for stem in executed_quick:
+        chapter = (html / "notebooks" / f"{stem}.html").read_text()
+        assert chapter.count('class="solution dropdown') >= 3, stem
+        assert chapter.count('class="exercise') >= 3, stem
+
+
+def test_times_table_names_profiles_devices_and_gaps(tmp_path):
+    import json
+    quick, gpu = tmp_path / "quick", tmp_path / "gpu"
+    quick.mkdir()
+    gpu.mkdir()
+    stem = build.notebooks()[0].stem
+    entry = dict(profile="quick", device="CPU, 2 cores", seconds=75.4, date="2026-11-22")
+    (quick / build.TIMES).write_text(json.dumps({stem: entry}))
+    table = build.times_table([quick])
+    assert f"{{doc}}`../notebooks/{stem}` | 1 min 15 s | not measured |" in table
+    assert "full profile: not run" in table and "No GPU run has been timed" in table
+    (gpu / build.TIMES).write_text(json.dumps({stem: dict(entry, profile="full", device="NVIDIA H100")}))
+    table = build.times_table([quick, gpu])
+    assert "| 1 min 15 s | 1 min 15 s |" in table and "measured on NVIDIA H100" in table
+    assert "No GPU run" not in table

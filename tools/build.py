@@ -132,6 +132,8 @@ def times_table(dirs: list[Path]) -> str:
             lines.append(f"- {profile} profile: measured on {devices}, {dates}.")
         else:
             lines.append(f"- {profile} profile: not run by the build that made this page.")
+    if all(e["device"].startswith("CPU") for r in runs.values() for e in r.values()):
+        lines += ["", "No GPU run has been timed for this edition of the book."]
     return "\n".join(lines) + "\n"
 
 
