@@ -14,13 +14,7 @@ from diffnb.schedules import (LOG_SNR_NAMES, DiscreteSchedule, cosine_log_snr, d
                               interpolated_cosine_log_snr, log_snr_schedule, shifted_cosine_log_snr)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are small: one thread is faster than two fighting a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -30,14 +30,7 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these models are tiny, and two threads only fight for the
-    cores with the two worker processes (or anything else running)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(path: Path, steps: int, every: int, *extra: str) -> list[str]:

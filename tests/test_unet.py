@@ -11,13 +11,7 @@ from diffnb.models import (Attention, BasicUNet, ConvNextBlock, Downsample, Line
                            Residual, ResnetBlock, TimeEmbedding, UNet, Upsample)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tensors here are tiny: one thread is faster than two fighting a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
