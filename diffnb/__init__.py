@@ -11,8 +11,9 @@ import warnings
 # (the command-line entry point keeps no state at module level).
 warnings.filterwarnings("ignore", message="'diffnb.train' found in sys.modules", category=RuntimeWarning)
 
-from . import continuous, data, ddpm, metrics, models, schedules, viz  # noqa: E402
+from . import continuous, data, ddpm, fast, metrics, models, schedules, viz  # noqa: E402
 from .device import available_devices, get_device, seed_everything, synchronize  # noqa: E402
+from .fast import FastModel, FastPath  # noqa: E402
 from .metrics import energy_distance  # noqa: E402
 from .profiles import settings  # noqa: E402
 from .results import read_results, record  # noqa: E402
@@ -24,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "available_devices", "get_device", "seed_everything", "synchronize", "settings", "record", "read_results",
     "DiscreteSchedule", "beta_schedule", "log_snr_schedule", "energy_distance", "progress", "train",
-    "continuous", "data", "ddpm", "metrics", "models", "schedules", "viz",
+    "FastModel", "FastPath", "continuous", "data", "ddpm", "fast", "metrics", "models", "schedules", "viz",
 ]

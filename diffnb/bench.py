@@ -1,15 +1,24 @@
-"""Measuring time and memory, the same way in every chapter.
+"""Measuring time and memory, the same way in every chapter, and the speed benchmark.
 
 ``timeit`` reports a median over repetitions after warm-up (the machine is
 shared and noisy, so never a single run); ``peak_memory`` reports the most
-bytes of tensors alive at once while a function runs.
+bytes of tensors alive at once while a function runs. ``python -m diffnb.bench``
+times the book's UNets on the fast path (``diffnb.fast``), one switch at a time.
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
+import os
+import platform
+import re
 import statistics
+import sys
 import time
 import weakref
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -88,3 +97,369 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str | None = No
     with tracker:
         fn()
     return tracker.peak
+
+
+# --- the benchmark: python -m diffnb.bench ---------------------------------------------------
+#
+# Times the book's UNets at 32, 64 and 128 pixels on the fast path, one switch at a time:
+# training images per second (forward, backward, AdamW step: diffnb.train.train itself),
+# peak memory, sampling milliseconds per image per step (diffnb.continuous.sample, DDIM),
+# and FLOPs counted by torch.utils.flop_counter. Prints a table and writes JSON.
+
+BENCH_MODELS: dict[int, tuple[str, dict]] = {
+    32: ("chapter 3's default UNet: 1 channel, base 16, mults 1-2-4",
+         dict(in_channels=1, base=16, mults=(1, 2, 4))),
+    64: ("chapter 3's RGB UNet: 3 channels, base 32, mults 1-2-2-4, full attention at 1/8",
+         dict(in_channels=3, base=32, mults=(1, 2, 2, 4), attention=("none", "linear", "linear", "full"))),
+    128: ("the 64-pixel UNet on 2x2 patches (simple diffusion's high-resolution input)",
+          dict(in_channels=3, base=32, mults=(1, 2, 2, 4), attention=("none", "linear", "linear", "full"),
+               patch=2)),
+}
+# images per step: enough to fill a GPU, few enough for a laptop's CPU
+BENCH_BATCH = {"cuda": {32: 256, 64: 128, 128: 64}, "other": {32: 32, 64: 16, 128: 8}}
+
+# Each variant adds one switch to the one before, so each row shows what its switch buys.
+# (name, FastPath fields, losses read back every step?)
+VARIANTS: list[tuple[str, dict, bool]] = [
+    ("fp32 eager", dict(sdpa=False), True),
+    ("+ no per-step sync", dict(sdpa=False), False),
+    ("+ pinned memory", dict(sdpa=False, pinned=True), False),
+    ("+ SDPA attention", dict(pinned=True), False),
+    ("+ bf16 autocast", dict(pinned=True, bf16=True), False),
+    ("+ channels-last", dict(pinned=True, bf16=True, channels_last=True), False),
+    ("+ torch.compile", dict(pinned=True, bf16=True, channels_last=True, compile=True), False),
+]
+VARIANT_NAMES = tuple(v[0] for v in VARIANTS)
+
+# Dense peak arithmetic rates from NVIDIA's data sheets, TFLOP/s: (bfloat16 tensor cores,
+# float32 without tensor cores). The first name contained in the device's name applies.
+DEVICE_PEAKS: list[tuple[str, tuple[float | None, float]]] = [
+    ("H100 PCIe", (756.0, 51.2)), ("H100", (989.4, 66.9)), ("H200", (989.4, 66.9)),
+    ("A100", (312.0, 19.5)), ("L4", (121.0, 30.3)), ("T4", (None, 8.1)),
+]
+
+
+def device_peak(name: str, bf16: bool) -> float | None:
+    """The data-sheet peak TFLOP/s of the GPU called ``name`` in bfloat16 (``bf16``) or
+    float32, or None for a device the table lacks (every CPU)."""
+    for key, (peak_bf16, peak_fp32) in DEVICE_PEAKS:
+        if key in name:
+            return peak_bf16 if bf16 else peak_fp32
+    return None
+
+
+def count_flops(model, loss_fn, x) -> tuple[int, int]:
+    """FLOPs of one forward pass and of one forward-and-backward pass of ``loss_fn(model, x)``
+    (a multiply-add counts 2), by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            loss_fn(model, x)
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model, x).backward()
+    model.zero_grad(set_to_none=True)
+    return forward, counter.get_total_flops()
+
+
+def device_name(device: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU's model and the threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({model}), {torch.get_num_threads()} threads"
+
+
+def _loss_fn():
+    from . import continuous
+    from .schedules import log_snr_schedule
+
+    log_snr = log_snr_schedule("cosine")
+    return log_snr, lambda m, x: continuous.loss(m, x, log_snr, "v", "min_snr")
+
+
+def bench_variant(size: int, variant: tuple[str, dict, bool], *, device: torch.device, batch: int,
+                  steps: int, sample_steps: int, repeat: int, warmup: int) -> dict:
+    """One row of the benchmark: the UNet of ``size`` on one ``VARIANTS`` entry."""
+    from . import continuous
+    from .fast import FastModel, FastPath
+    from .models import UNet
+    from .train import train
+
+    name, fields, sync = variant
+    path = FastPath(**{**fields, "pinned": fields.get("pinned", False) and device.type == "cuda"})
+    torch.manual_seed(0)
+    config = BENCH_MODELS[size][1]
+    model = FastModel(UNet(**config).to(device), path)
+    shape = (batch, config["in_channels"], size, size)
+    # four batches in host memory, handed over the way a DataLoader hands them over
+    host = torch.rand(4, *shape) * 2 - 1
+    if path.pinned:
+        host = host.pin_memory()
+    count = itertools.count()
+
+    def next_batch():
+        return host[next(count) % len(host)].to(device, non_blocking=path.pinned)
+
+    log_snr, loss_fn = _loss_fn()
+
+    def run(n):
+        train(model, loss_fn, next_batch, steps=n, lr=1e-4, amp=path.bf16,
+              log_every=1 if sync else n, show_progress=False)
+
+    warmup = max(warmup, 1) if path.compile else warmup      # the first call compiles
+    train_s = timeit(lambda: run(steps), repeat=repeat, warmup=warmup, device=device)
+    # the tracker of CPU memory sees only what runs outside a compiled graph
+    memory = None if path.compile and device.type != "cuda" else peak_memory(lambda: run(1), device)
+    sample_s = timeit(lambda: continuous.sample(model, log_snr, shape, sample_steps, sampler="ddim"),
+                      repeat=repeat, warmup=warmup, device=device)
+    per_step = sample_s / (sample_steps * batch) * 1e3
+    return {"size": size, "variant": name, "fast_path": path.as_dict(), "losses_read_every_step": sync,
+            "batch": batch, "train_images_per_second": steps * batch / train_s,
+            "train_ms_per_step": train_s / steps * 1e3, "peak_memory_mb": memory / 2**20 if memory else None,
+            "sample_ms_per_image_step": per_step, "ddim20_ms_per_image": 20 * per_step}
+
+
+def bench_loader(size: int, batch: int, workers: int, *, device: torch.device, repeat: int,
+                 batches: int = 10) -> dict:
+    """Images per second that the chapters' data pipeline (digits resized to ``size``, through
+    ``ImageBatches``) delivers to ``device`` with ``workers`` loader processes."""
+    from .data import ImageBatches, load_image_data
+
+    channels = BENCH_MODELS[size][1]["in_channels"]
+    images = load_image_data("digits", image_size=size, channels=channels, seed=0)
+    stream = ImageBatches(images.train, min(batch, len(images.train)), device=device, num_workers=workers)
+    seconds = timeit(lambda: [next(stream) for _ in range(batches)], repeat=repeat, warmup=1, device=device)
+    return {"size": size, "workers": workers, "batch": stream.batch_size,
+            "images_per_second": batches * stream.batch_size / seconds}
+
+
+def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT_NAMES,
+                  batch: int | None = None, steps: int = 5, sample_steps: int = 5, repeat: int = 3,
+                  warmup: int = 1, workers=(0,), threads_scan: bool = False, progress=print) -> dict:
+    """Run the benchmark; returns what ``main`` writes as JSON (see ``format_table``)."""
+    from .fast import FastPath, cpu_threads
+    from .models import UNet
+
+    kind = "cuda" if device.type == "cuda" else "other"
+    rows, loaders, flops, threads = [], [], {}, []
+    for size in sizes:
+        b = batch or BENCH_BATCH[kind][size]
+        torch.manual_seed(0)
+        net = UNet(**BENCH_MODELS[size][1]).to(device)
+        _, loss_fn = _loss_fn()
+        x = torch.rand(b, net.in_channels, size, size, device=device) * 2 - 1
+        forward, both = count_flops(net, loss_fn, x)
+        flops[size] = {"model": BENCH_MODELS[size][0], "parameters": sum(p.numel() for p in net.parameters()),
+                       "gflop_per_image_forward": forward / b / 1e9, "gflop_per_image_train": both / b / 1e9}
+        for variant in VARIANTS:
+            if variant[0] not in variants or (variant[0] == "+ pinned memory" and device.type != "cuda"):
+                continue
+            progress(f"{size} px, {variant[0]} ...")
+            row = bench_variant(size, variant, device=device, batch=b, steps=steps,
+                                sample_steps=sample_steps, repeat=repeat, warmup=warmup)
+            row["train_tflops"] = flops[size]["gflop_per_image_train"] * row["train_images_per_second"] / 1e3
+            peak = device_peak(device_name(device), row["fast_path"]["bf16"])
+            row["peak_tflops"] = peak
+            row["peak_fraction"] = row["train_tflops"] / peak if peak else None
+            rows.append(row)
+        for w in workers:
+            progress(f"{size} px, data loader, {w} workers ...")
+            loaders.append(bench_loader(size, b, w, device=device, repeat=repeat))
+    if threads_scan and device.type == "cpu":
+        before = torch.get_num_threads()
+        try:
+            for n in range(1, cpu_threads() + 1):
+                torch.set_num_threads(n)
+                progress(f"{sizes[0]} px, {n} threads ...")
+                row = bench_variant(sizes[0], VARIANTS[1], device=device, batch=batch or BENCH_BATCH[kind][sizes[0]],
+                                    steps=steps, sample_steps=sample_steps, repeat=repeat, warmup=warmup)
+                threads.append({"threads": n, "size": sizes[0],
+                                "train_images_per_second": row["train_images_per_second"]})
+        finally:
+            torch.set_num_threads(before)
+    return {
+        "device": device.type, "device_name": device_name(device),
+        "auto_fast_path": FastPath.auto(device).as_dict(),
+        "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version()},
+        "platform": platform.platform(), "date": time.strftime("%Y-%m-%d"),
+        "settings": {"steps": steps, "sample_steps": sample_steps, "repeat": repeat, "warmup": warmup,
+                     "threads": torch.get_num_threads(), "loss": "v-prediction, min-SNR-5, cosine log-SNR",
+                     "sampler": "diffnb.continuous.sample, DDIM"},
+        "models": {str(k): v for k, v in flops.items()}, "rows": rows, "loader": loaders, "threads": threads,
+    }
+
+
+def _speedups(result: dict) -> dict[tuple[int, str], float]:
+    """Each row's training speed over the fp32 eager row of its size."""
+    base = {r["size"]: r["train_images_per_second"] for r in result["rows"] if r["variant"] == VARIANTS[0][0]}
+    return {(r["size"], r["variant"]): r["train_images_per_second"] / base[r["size"]]
+            for r in result["rows"] if r["size"] in base}
+
+
+def _num(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def format_table(result: dict) -> str:
+    """``result`` (from ``run_benchmark``) as markdown: one table of every size and variant,
+    then the data loader and, on a CPU, the thread counts."""
+    speed = _speedups(result)
+    lines = ["| size | variant | train img/s | vs fp32 eager | peak memory (MiB) | sample ms/img/step "
+             "| DDIM-20 ms/img | train TFLOP/s | of peak |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result["rows"]:
+        frac = r.get("peak_fraction")
+        lines.append(
+            f"| {r['size']} | {r['variant']} | {r['train_images_per_second']:,.0f} "
+            f"| {_num(speed.get((r['size'], r['variant'])), '.2f')}x | {_num(r['peak_memory_mb'], ',.0f')} "
+            f"| {r['sample_ms_per_image_step']:.3f} | {r['ddim20_ms_per_image']:.2f} "
+            f"| {r['train_tflops']:.3f} | {'–' if frac is None else f'{frac:.1%}'} |")
+    if result["loader"]:
+        lines += ["", "| size | loader workers | batch | loader img/s |", "| ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['size']} | {r['workers']} | {r['batch']} | {r['images_per_second']:,.0f} |"
+                  for r in result["loader"]]
+    if result["threads"]:
+        lines += ["", "| size | CPU threads | train img/s (fp32, no per-step sync) |", "| ---: | ---: | ---: |"]
+        lines += [f"| {r['size']} | {r['threads']} | {r['train_images_per_second']:,.0f} |"
+                  for r in result["threads"]]
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(result: dict) -> list[str]:
+    """What the fast path bought in ``result``, in sentences: the training speed-up of the
+    book's default path (``FastPath.auto``) and of the fastest row, per size, and the time of
+    a 20-step DDIM sample."""
+    speed = _speedups(result)
+    auto = result["auto_fast_path"]
+    lines = []
+    for size in sorted({r["size"] for r in result["rows"]}):
+        rows = [r for r in result["rows"] if r["size"] == size]
+        default = next((r for r in rows if r["fast_path"] == auto and not r["losses_read_every_step"]), None)
+        best = max(rows, key=lambda r: r["train_images_per_second"])
+        parts = []
+        if default is not None and (size, default["variant"]) in speed:
+            parts.append(f"the default path (row \"{default['variant']}\") trains "
+                         f"{speed[(size, default['variant'])]:.2f}x as fast as fp32 eager")
+        if (size, best["variant"]) in speed and best is not default:
+            parts.append(f"the fastest row, \"{best['variant']}\", {speed[(size, best['variant'])]:.2f}x")
+        chosen = default or best
+        parts.append(f"20 DDIM steps take {chosen['ddim20_ms_per_image']:.1f} ms per image "
+                     f"in batches of {chosen['batch']}")
+        lines.append(f"- {size} pixels: " + "; ".join(parts) + ".")
+    return lines
+
+
+def results_markdown(results: list[dict]) -> str:
+    """The book's page of measured speeds: for each benchmark result (JSON written by
+    ``main``), its device, versions and table; then which figures are still unmeasured."""
+    lines = []
+    if not results:
+        lines += ["No benchmark result has been recorded yet.", ""]
+    for r in sorted(results, key=lambda r: (r["device"] != "cuda", r["device_name"])):
+        v = r["versions"]
+        sizes = sorted({row["size"] for row in r["rows"]})
+        compiled = any(row["fast_path"]["compile"] for row in r["rows"])
+        lines += [f"### {r['device_name']}: {', '.join(map(str, sizes))} pixels"
+                  + (", with torch.compile" if compiled else ""), "",
+                  f"Measured {r['date']} with torch {v['torch']}"
+                  + (f" (CUDA {v['cuda']})" if r["device"] == "cuda" else "")
+                  + f", Python {v['python']}, {r['settings']['threads']} CPU threads: `{r['command']}`. "
+                  f"Medians of {r['settings']['repeat']} timed runs after {r['settings']['warmup']} "
+                  f"untimed ones; each run is {r['settings']['steps']} training steps or "
+                  f"{r['settings']['sample_steps']} DDIM steps.", "",
+                  format_table(r), *summary_lines(r), ""]
+    if not any(r["device"] == "cuda" for r in results):
+        lines += ["No GPU has run the benchmark for this edition, so the GPU figures are unmeasured: "
+                  "the speed-up of the fast path on a GPU (the aim is at least 3x over fp32 eager for "
+                  "the 64-pixel UNet), its TFLOP/s and fraction of the device's peak, and the time of "
+                  "a 64-pixel image with 20 DDIM steps (the aim is under 50 ms on an H100-class GPU).", ""]
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _sizes(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = None
+    if size not in BENCH_MODELS:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed sizes are {', '.join(map(str, BENCH_MODELS))}")
+    return size
+
+
+def _count(text: str, least: int = 1) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or n < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer of at least {least}")
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m diffnb.bench``: see ``--help``."""
+    from .device import DEVICE_NAMES, get_device
+    from .fast import set_cpu_threads
+
+    p = argparse.ArgumentParser(
+        prog="python -m diffnb.bench",
+        description="Time the book's UNets at 32, 64 and 128 pixels on the fast path, one switch at a "
+                    "time: training images/s, peak memory, sampling ms per image per step, TFLOP/s. "
+                    "Prints a markdown table and writes JSON (device, versions, settings, rows).")
+    a = p.add_argument
+    a("--device", choices=DEVICE_NAMES, default="auto", help="default: auto (CUDA, then MPS, then CPU)")
+    a("--sizes", type=_sizes, nargs="+", default=list(BENCH_MODELS), help="image sizes; default: 32 64 128")
+    a("--variants", nargs="+", choices=VARIANT_NAMES, default=None, metavar="VARIANT",
+      help=f"which rows to run, of: {'; '.join(VARIANT_NAMES)}; default: all (torch.compile on CUDA only)")
+    a("--batch-size", type=_count, default=None,
+      help="images per step for every size; default: 256/128/64 on CUDA, 32/16/8 elsewhere")
+    a("--steps", type=_count, default=None, help="training steps per timed run; default: 10 on CUDA, 3 elsewhere")
+    a("--sample-steps", type=_count, default=None, help="DDIM steps per timed run; default: 10 on CUDA, 3 elsewhere")
+    a("--repeat", type=_count, default=5, help="timed runs per measurement (the median is kept); default: 5")
+    a("--warmup", type=lambda s: _count(s, 0), default=2, help="untimed runs first; default: 2")
+    a("--workers", type=lambda s: _count(s, 0), nargs="*", default=None,
+      help="loader worker counts to time; default: 0 and the usable CPUs")
+    a("--out", default=None, help="JSON file to write; default: benchmarks/<device>.json")
+    args = p.parse_args(argv)
+    try:
+        device = get_device(args.device)
+    except (ValueError, RuntimeError) as err:
+        p.error(f"--device {args.device}: {err}")
+    threads = set_cpu_threads()
+    cuda = device.type == "cuda"
+    variants = args.variants or [v for v in VARIANT_NAMES if cuda or v != "+ torch.compile"]
+    workers = args.workers if args.workers is not None else sorted({0, threads})
+    result = run_benchmark(
+        device=device, sizes=args.sizes, variants=variants, batch=args.batch_size,
+        steps=args.steps or (10 if cuda else 3), sample_steps=args.sample_steps or (10 if cuda else 3),
+        repeat=args.repeat, warmup=args.warmup, workers=workers, threads_scan=not cuda,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    result["command"] = "python -m diffnb.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out or f"benchmarks/{_slug(result['device_name'])}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"{result['device_name']}, torch {result['versions']['torch']}, {result['date']}")
+    print(format_table(result))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

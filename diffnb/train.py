@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .fast import FastModel, FastPath
+
 CHECKPOINT_FORMAT = "diffnb-train-1"
 
 
@@ -85,15 +87,19 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
           steps: int, lr: float = 1e-3, weight_decay: float = 0.0, grad_clip: float | None = 1.0,
           warmup: int = 0, ema_decay: float | None = None, amp: bool | None = None,
           checkpoint: str | Path | None = None, checkpoint_every: int = 500, resume: bool = False,
-          desc: str = "train", show_progress: bool = True, is_main: bool = True) -> TrainResult:
+          log_every: int = 100, desc: str = "train", show_progress: bool = True,
+          is_main: bool = True) -> TrainResult:
     """Train ``model`` for ``steps`` AdamW steps.
 
     ``batches`` is an iterator of batches, or a function returning the next batch (on the
     model's device); ``loss_fn(model, batch)`` returns a scalar loss. The learning rate
     warms up linearly for ``warmup`` steps, then decays along a cosine to zero; gradients
     are clipped to norm ``grad_clip``. With ``ema_decay``, an ``EMA`` of the weights is
-    kept and returned as ``result.ema``. ``amp`` (default: on for CUDA) runs the forward
-    pass under bfloat16 autocast.
+    kept and returned as ``result.ema``. ``amp`` runs the forward pass under bfloat16
+    autocast; by default it follows the ``FastModel`` the model is wrapped in, else
+    ``FastPath.auto(device)`` (on for CUDA GPUs from Ampere on).
+    The losses are read back from the device every ``log_every`` steps, not every step:
+    each read makes the host wait for the GPU.
 
     With ``checkpoint`` (a file path), the whole state is written there atomically every
     ``checkpoint_every`` steps and at the end: weights, EMA, optimizer, learning-rate
@@ -102,9 +108,10 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     on CPU the resumed run ends with the same weights as an uninterrupted one. A file that
     cannot be read or does not fit the model raises before anything is written.
 
-    ``model`` may be wrapped in ``DistributedDataParallel`` (or ``DataParallel``): the
-    checkpoint and the EMA then hold the unwrapped module's weights, so a checkpoint
-    written by several processes resumes in one and the other way round. In a run of
+    ``model`` may be wrapped in a ``FastModel`` and in ``DistributedDataParallel`` (or
+    ``DataParallel``): the checkpoint and the EMA then hold the unwrapped module's
+    weights, so a checkpoint written by several processes resumes in one and the other
+    way round, and one written on the fast path loads into the plain model. In a run of
     several processes every one of them resumes from the same file, but only the one
     given ``is_main=True`` writes checkpoints; pass ``is_main=False`` (and
     ``show_progress=False``) on the others.
@@ -113,12 +120,14 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every <= 0:
         raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every <= 0:
+        raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path to resume from")
     next_batch = batches if callable(batches) and not hasattr(batches, "__next__") else iter(batches).__next__
     device = next(model.parameters()).device
     module = _unwrap(model)     # what checkpoints and the EMA hold
-    amp = device.type == "cuda" if amp is None else amp
+    amp = _fast_path(model, device).bf16 if amp is None else amp
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, steps, warmup))
     ema = EMA(module, ema_decay) if ema_decay is not None else None
@@ -160,7 +169,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
             ema.update(module)
         pending.append(loss.detach())
         done = step + 1
-        if done % 100 == 0 or done == steps or (path and done % checkpoint_every == 0):
+        if done % log_every == 0 or done == steps or (path and done % checkpoint_every == 0):
             losses.extend(torch.stack(pending).tolist())
             pending.clear()
             bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}", refresh=False)
@@ -174,9 +183,18 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` or ``DataParallel`` wrapper, else ``model``."""
-    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    return model.module if isinstance(model, wrappers) else model
+    """The module inside ``DistributedDataParallel``, ``DataParallel`` and ``FastModel``
+    wrappers, else ``model``."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel, FastModel)):
+        model = model.module
+    return model
+
+
+def _fast_path(model: nn.Module, device: torch.device) -> FastPath:
+    """The fast path of the ``FastModel`` inside ``model``'s wrappers, else the device's default."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return model.path if isinstance(model, FastModel) else FastPath.auto(device)
 
 
 def _lr_factor(step: int, steps: int, warmup: int) -> float:
@@ -362,7 +380,14 @@ def _parser():
       help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps; with several processes, process k "
            "uses cuda:LOCAL_RANK; default: auto")
     a("--amp", action=argparse.BooleanOptionalAction, default=None,
-      help="bfloat16 autocast for the forward pass; default: on for CUDA only")
+      help="bfloat16 autocast for the forward pass; default: on for CUDA GPUs from Ampere on")
+    a("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+      help="channels-last (NHWC) memory format for the convolutions; default: on for CUDA only")
+    a("--compile", action="store_true",
+      help="torch.compile the UNet: a minute or more of compiling first, for faster steps on a GPU")
+    a("--workers", type=int, default=None,
+      help="data-loader worker processes; default: up to 4 on CUDA (keeping one CPU for the "
+           "training process), 0 elsewhere")
     a("--seed", type=int, default=0,
       help="seed of the weights and data split; process k draws its batches and noise with seed + k; "
            "default: 0")
@@ -388,6 +413,8 @@ def _check_args(parser, args) -> None:
         parser.error(f"--warmup {args.warmup}: allowed values are 0 to --steps ({args.steps})")
     if args.weight_decay < 0:
         parser.error(f"--weight-decay {args.weight_decay!r}: allowed values are 0 or more")
+    if args.workers is not None and args.workers < 0:
+        parser.error(f"--workers {args.workers}: allowed values are 0 or more")
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -443,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import continuous
     from .data import load_image_data, ImageBatches
     from .device import get_device, seed_everything
+    from .fast import cpu_threads, set_cpu_threads
     from .models import UNet
     from .schedules import log_snr_schedule
 
@@ -488,12 +516,22 @@ def main(argv: list[str] | None = None) -> int:
         base = args.base_resolution
         resolution = None if args.schedule == "cosine" else args.image_size
         log_snr = log_snr_schedule(args.schedule, resolution=resolution, base=base[0] if len(base) == 1 else base)
-        model = model.to(device)
+        if device.type == "cpu":            # the processes on this machine share its CPUs
+            set_cpu_threads(max(1, cpu_threads() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+                            if "OMP_NUM_THREADS" not in os.environ else None)
+        auto = FastPath.auto(device)
+        path = FastPath(bf16=auto.bf16 if args.amp is None else args.amp,
+                        channels_last=auto.channels_last if args.channels_last is None else args.channels_last,
+                        compile=args.compile, pinned=auto.pinned)
+        workers = args.workers if args.workers is not None else (
+            min(4, cpu_threads() - 1) if device.type == "cuda" else 0)
+        model = FastModel(model.to(device), path)
         n_params = sum(p.numel() for p in model.parameters())
         if world_size > 1:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        stream = _RankBatches(ImageBatches(images.train, per_rank, seed=args.seed + rank, device=device),
+        stream = _RankBatches(ImageBatches(images.train, per_rank, seed=args.seed + rank, device=device,
+                                           num_workers=workers),
                               seed=args.seed, rank=rank, world_size=world_size, batch_size=args.batch_size,
                               device=device)
         weighting = None if args.weighting == "none" else args.weighting
@@ -503,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             return continuous.loss(m, x, log_snr, args.parameterisation, weighting, args.gamma, generator)
 
         run = train(model, loss_fn, stream, steps=args.steps, lr=args.lr, weight_decay=args.weight_decay,
-                    grad_clip=args.grad_clip, warmup=warmup, ema_decay=args.ema_decay, amp=args.amp,
+                    grad_clip=args.grad_clip, warmup=warmup, ema_decay=args.ema_decay,
                     checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume,
                     desc="simple diffusion", show_progress=is_main and not args.quiet, is_main=is_main)
         tail = run.losses[-100:]
@@ -515,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         if is_main:
             images_per_second = run.steps * per_rank * world_size / run.seconds if run.seconds > 0 else None
             settings = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}
-            settings.update(checkpoint=str(checkpoint), warmup=warmup, batch_per_process=per_rank)
+            settings.update(checkpoint=str(checkpoint), warmup=warmup, batch_per_process=per_rank,
+                            workers=workers, fast_path=path.as_dict())
             summary = {
                 "settings": settings, "steps": run.steps, "resumed_from": run.resumed_from,
                 "seconds": run.seconds, "images_per_second": images_per_second,

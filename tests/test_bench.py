@@ -50,3 +50,87 @@ def test_peak_memory_counts_views_once_and_grows_with_size():
     small = peak_memory(lambda: torch.randn(8, 8) @ torch.randn(8, 8))
     large = peak_memory(lambda: torch.randn(64, 64) @ torch.randn(64, 64))
     assert large == pytest.approx(64 * small, rel=0.01)
+
+
+# --- the benchmark command: python -m diffnb.bench ---------------------------------------------
+
+import json  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from diffnb import bench  # noqa: E402
+from diffnb.models import UNet  # noqa: E402
+
+
+def test_count_flops_counts_two_per_multiply_add_and_the_backward_pass():
+    model = nn.Linear(8, 4, bias=False)
+    forward, both = bench.count_flops(model, lambda m, x: m(x).sum(), torch.randn(2, 8))
+    assert forward == 2 * 2 * 8 * 4
+    assert both == 2 * forward          # backward: the weight's gradient (the input needs none)
+    assert model.weight.grad is None    # the count leaves no gradients behind
+    _, both = bench.count_flops(model, lambda m, x: m(x).sum(), torch.randn(2, 8, requires_grad=True))
+    assert both == 3 * forward          # and the input's too, when it asks for one
+
+
+@pytest.mark.parametrize("name, bf16, peak", [
+    ("NVIDIA H100 80GB HBM3", True, 989.4), ("NVIDIA H100 PCIe", True, 756.0),
+    ("NVIDIA H100 PCIe", False, 51.2), ("NVIDIA A100-SXM4-40GB", True, 312.0),
+    ("Tesla T4", True, None), ("Tesla T4", False, 8.1), ("CPU (AMD EPYC), 2 threads", False, None),
+])
+def test_device_peak(name, bf16, peak):
+    assert bench.device_peak(name, bf16) == peak
+
+
+def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thread):
+    out = tmp_path / "cpu.json"
+    args = ["--device", "cpu", "--sizes", "32", "--batch-size", "2", "--steps", "1", "--sample-steps", "1",
+            "--repeat", "1", "--warmup", "0", "--workers", "0",
+            "--variants", "fp32 eager", "+ SDPA attention", "+ bf16 autocast", "--out", str(out)]
+    assert bench.main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["versions"]["torch"] == torch.__version__
+    assert result["command"] == "python -m diffnb.bench " + " ".join(args)
+    assert [r["variant"] for r in result["rows"]] == ["fp32 eager", "+ SDPA attention", "+ bf16 autocast"]
+    fp32, sdpa, bf16 = result["rows"]
+    assert fp32["losses_read_every_step"] and not sdpa["losses_read_every_step"]
+    assert not fp32["fast_path"]["sdpa"] and sdpa["fast_path"]["sdpa"] and bf16["fast_path"]["bf16"]
+    assert not any(r["fast_path"]["pinned"] for r in result["rows"])     # no pinning without CUDA
+    for r in result["rows"]:
+        assert r["train_images_per_second"] > 0 and r["sample_ms_per_image_step"] > 0
+        assert r["peak_memory_mb"] > 0 and r["train_tflops"] > 0 and r["peak_fraction"] is None
+        assert r["ddim20_ms_per_image"] == pytest.approx(20 * r["sample_ms_per_image_step"])
+    model = result["models"]["32"]
+    assert model["parameters"] == sum(p.numel() for p in UNet(**bench.BENCH_MODELS[32][1]).parameters())
+    assert 2 < model["gflop_per_image_train"] / model["gflop_per_image_forward"] < 4
+    assert result["loader"][0]["workers"] == 0 and result["loader"][0]["images_per_second"] > 0
+    assert [t["threads"] for t in result["threads"]] == list(range(1, len(result["threads"]) + 1))
+    printed = capsys.readouterr().out
+    assert "| 32 | fp32 eager |" in printed and "| 1.00x |" in printed and str(out) in printed
+    page = bench.results_markdown([result])
+    assert f"### {result['device_name']}: 32 pixels\n" in page and "No GPU has run the benchmark" in page
+    assert "- 32 pixels: the default path (row \"+ SDPA attention\") trains" in page
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "48"], "'48': allowed sizes are 32, 64, 128"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--variants", "turbo"], "invalid choice: 'turbo'"),
+    (["--repeat", "0"], "'0': expected an integer of at least 1"),
+])
+def test_bad_arguments_exit_with_a_message(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_device_the_machine_lacks_is_named(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda"])
+    assert "--device cuda: device 'cuda' was asked for but is not available" in capsys.readouterr().err
+
+
+def test_the_page_says_what_is_unmeasured_without_results():
+    page = bench.results_markdown([])
+    assert "No benchmark result has been recorded yet." in page and "No GPU has run the benchmark" in page

@@ -90,3 +90,20 @@ def test_times_table_names_profiles_devices_and_gaps(tmp_path):
     table = build.times_table([quick, gpu])
     assert "| 1 min 15 s | 1 min 15 s |" in table and "measured on NVIDIA H100" in table
     assert "No GPU run" not in table
+
+
+def test_speed_page_shows_every_recorded_benchmark(html):
+    import json
+    page = (html / "book" / "speed.html").read_text()
+    results = [json.loads(p.read_text()) for p in sorted(build.BENCHMARKS.glob("*.json"))]
+    assert results, "benchmarks/ holds no result of python -m diffnb.bench"
+    for r in results:
+        assert r["device_name"] in page and r["versions"]["torch"] in page
+        first = r["rows"][0]
+        assert f"{first['train_images_per_second']:,.0f}" in page
+    if not any(r["device"] == "cuda" for r in results):
+        assert "No GPU has run the benchmark" in page
+
+
+def test_speed_results_are_generated_from_the_json_files(tmp_path):
+    assert "No benchmark result has been recorded yet." in build.speed_results(tmp_path)

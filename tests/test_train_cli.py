@@ -209,3 +209,24 @@ def test_a_non_main_process_resumes_but_never_writes(tmp_path):
     assert again.resumed_from == 6 and (tmp_path / "ck.pt").read_bytes() == before
     _, fresh = _tiny_run(tmp_path, "other.pt", is_main=False)
     assert fresh.steps == 6 and not (tmp_path / "other.pt").exists()
+
+
+def test_fast_path_switches_and_loader_workers_reach_the_run(tmp_path):
+    plain, fast = tmp_path / "plain.pt", tmp_path / "fast.pt"
+    assert main(_args(plain, 2, 2)) == 0
+    assert main(_args(fast, 2, 2, "--channels-last", "--no-amp", "--workers", "1")) == 0
+    s_plain, s_fast = _summary(plain)["settings"], _summary(fast)["settings"]
+    assert s_plain["fast_path"] == {"bf16": False, "channels_last": False, "sdpa": True, "compile": False,
+                                    "pinned": False}        # the CPU's default: FastPath.auto("cpu")
+    assert s_plain["workers"] == 0
+    assert s_fast["fast_path"]["channels_last"] and s_fast["workers"] == 1
+    # a worker process loads the same batches, and the checkpoint holds the plain UNet's weights
+    a, b = load_checkpoint(plain), load_checkpoint(fast)
+    assert a["model"].keys() == b["model"].keys()
+    assert a["losses"][0] == pytest.approx(b["losses"][0], rel=1e-5)
+
+
+def test_negative_workers_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(_args(tmp_path / "x.pt", 2, 2, "--workers", "-1"))
+    assert exit_.value.code == 2 and "--workers -1: allowed values are 0 or more" in capsys.readouterr().err

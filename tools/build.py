@@ -12,7 +12,8 @@ Steps (each a function the tests reuse):
 2. ``stage``: assemble the book's sources in ``_build/src/``, with the executed
    copies in place of ``notebooks/`` (so launch buttons still point at
    ``notebooks/NAME.ipynb`` in the repository), and write the table of chapter
-   times that the teachers' page includes, from every ``times.json`` found;
+   times that the teachers' page includes, from every ``times.json`` found, and the
+   speed page's tables, from the benchmark results in ``benchmarks/``;
 3. ``render``: turn ``_config.yml`` into Sphinx's ``conf.py`` with jupyter-book
    and build the HTML into ``_build/html/`` with warnings as errors.
 """
@@ -35,6 +36,8 @@ BUILD = ROOT / "_build"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "references.bib", "book", "_static")
 TIMES = "times.json"               # {stem: {profile, device, seconds, date}}, beside the executed copies
 TIMES_TABLE = "book/chapter_times.md"
+BENCHMARKS = ROOT / "benchmarks"       # JSON written by python -m diffnb.bench
+SPEED_RESULTS = "book/speed_results.md"
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -150,7 +153,15 @@ def stage(executed: list[Path], src_dir: Path) -> Path:
         shutil.copy2(nb, src_dir / "notebooks" / nb.name)
     dirs = {p.parent for p in executed} | {d for d in (BUILD / "executed").glob("*") if d.is_dir()}
     (src_dir / TIMES_TABLE).write_text(times_table(sorted(dirs)))
+    (src_dir / SPEED_RESULTS).write_text(speed_results(BENCHMARKS))
     return src_dir
+
+
+def speed_results(folder: Path) -> str:
+    """The speed page's measured tables, from the benchmark's JSON files in ``folder``."""
+    from diffnb.bench import results_markdown
+
+    return results_markdown([json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))])
 
 
 def render(src_dir: Path, html_dir: Path, doctree_dir: Path | None = None) -> subprocess.CompletedProcess:

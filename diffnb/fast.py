@@ -1,0 +1,160 @@
+"""The fast path: the switches that make the book's models quick on a GPU.
+
+Each switch is a field of ``FastPath``, so that the benchmark
+(``python -m diffnb.bench``) can turn them on one at a time and show what each buys:
+
+- ``bf16``: the forward pass under bfloat16 autocast. Tensor cores run bfloat16 at
+  many times their float32 rate; the weights, the optimizer and the loss stay in
+  float32. GPUs before Ampere (Colab's T4) lack bfloat16 units and only emulate it.
+- ``channels_last``: convolutions on NHWC tensors, the layout that cuDNN's tensor-core
+  kernels read without transposing.
+- ``sdpa``: attention through ``F.scaled_dot_product_attention`` (fused kernels that
+  never build the (HW)^2 attention matrix) rather than ``softmax(q k^T) v``.
+- ``compile``: ``torch.compile`` fuses the many small elementwise kernels of a small
+  UNet. Off by default: compiling takes a minute or more and needs a C++ compiler on
+  the CPU, so it pays only on long runs.
+- ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
+
+One more habit of the fast path is not a switch here but a property of
+``diffnb.train.train``: it reads the loss back to the host only every ``log_every``
+steps, since each read makes the CPU wait for the GPU to finish.
+
+``FastPath.auto(device)`` is what the chapters use. On the CPU and on Apple MPS it is
+the plain float32 path with fused attention. A CPU with bfloat16 instructions (AVX512-BF16
+or AMX, as on the book's CPU) does train faster under bfloat16 autocast, and the benchmark
+shows by how much; the chapters keep float32 there all the same, so that a seed gives the
+same numbers on every CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Which speed-ups to use; see the module's docstring for what each one does."""
+
+    bf16: bool = False
+    channels_last: bool = False
+    sdpa: bool = True
+    compile: bool = False
+    pinned: bool = False
+
+    @classmethod
+    def auto(cls, device: torch.device | str) -> "FastPath":
+        """The book's choice for ``device``: on a CUDA GPU everything but ``compile``
+        (``bf16`` only from compute capability 8.0, Ampere, on); elsewhere fused attention only."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return cls()
+        return cls(bf16=bf16_supported(device), channels_last=True, pinned=True)
+
+    @classmethod
+    def off(cls) -> "FastPath":
+        """Plain float32 eager PyTorch, attention written out: the benchmark's baseline."""
+        return cls(sdpa=False)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether ``device`` has bfloat16 arithmetic in hardware (CUDA compute capability >= 8.0)."""
+    device = torch.device(device)
+    return (device.type == "cuda" and torch.cuda.is_available()
+            and torch.cuda.get_device_capability(device) >= (8, 0))
+
+
+def set_sdpa(model: nn.Module, enabled: bool) -> nn.Module:
+    """Switch every attention layer of ``model`` that offers it (``use_sdpa``) to the fused
+    kernel or to the written-out softmax; returns ``model``."""
+    for module in model.modules():
+        if hasattr(module, "use_sdpa"):
+            module.use_sdpa = enabled
+    return model
+
+
+class FastModel(nn.Module):
+    """``model`` run on the fast path ``path``: the same call and, up to bfloat16 rounding,
+    the same outputs, always float32.
+
+    Converts ``model``'s weights to channels-last in place (when asked) and sets its
+    attention layers' kernel. ``module`` is the wrapped model: its ``state_dict`` is what
+    checkpoints hold (``diffnb.train`` unwraps a ``FastModel``), and attributes the wrapper
+    lacks are looked up there (``fast.in_channels`` is ``model.in_channels``).
+    """
+
+    def __init__(self, model: nn.Module, path: FastPath | None = None):
+        super().__init__()
+        if isinstance(model, FastModel):
+            raise TypeError("model is already a FastModel; wrap its .module instead")
+        if path is None:
+            param = next(model.parameters(), None)
+            path = FastPath.auto(param.device if param is not None else "cpu")
+        if not isinstance(path, FastPath):
+            raise TypeError(f"path must be a FastPath, got {type(path).__name__}")
+        self.path = path
+        self.module = set_sdpa(model, path.sdpa)
+        if path.channels_last:
+            model.to(memory_format=torch.channels_last)
+        # kept out of the module tree, so that the state_dict holds each weight once
+        self.__dict__["_run"] = torch.compile(model) if path.compile else model
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if self.path.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.path.bf16):
+            out = self._run(x, *args, **kwargs)
+        return out.float()
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("module"), name)
+
+
+def cpu_threads() -> int:
+    """The CPUs this process may really use: its affinity mask, capped by a container's
+    CPU quota (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``, rounded down), which
+    ``os.cpu_count()`` and OpenMP ignore."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(n, int(quota))) if quota is not None else n
+
+
+def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs' worth of time per period allowed by the cgroup, or None where nothing caps it."""
+    try:
+        quota, period = open(f"{root}/cpu.max").read().split()[:2]             # cgroup v2
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(open(f"{root}/cpu/cpu.cfs_quota_us").read())             # cgroup v1
+        period = int(open(f"{root}/cpu/cpu.cfs_period_us").read())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def set_cpu_threads(n: int | None = None) -> int:
+    """Use ``n`` threads for torch's CPU operators (default: ``cpu_threads()``), unless the
+    environment chose with OMP_NUM_THREADS; returns the number in use.
+
+    In a container torch may start one thread per core of the host: 64 threads
+    sharing 2 CPUs are much slower than 2.
+    """
+    if n is None and "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    n = cpu_threads() if n is None else n
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n

@@ -1,0 +1,189 @@
+"""The fast path (diffnb.fast): the switches, the wrapper's outputs and checkpoints, CPU threads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffnb import fast
+from diffnb.fast import FastModel, FastPath, set_sdpa
+from diffnb.models import UNet
+from diffnb.train import load_checkpoint, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _unet(seed=0, **kw):
+    torch.manual_seed(seed)
+    return UNet(1, base=8, mults=(1, 2), attention=("none", "full"), **kw)
+
+
+def _inputs(batch=3, size=8):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 1, size, size, generator=g), torch.rand(batch, generator=g) * 10
+
+
+def test_auto_is_the_plain_path_with_fused_attention_off_cuda():
+    assert FastPath.auto("cpu") == FastPath() == FastPath(sdpa=True)
+    assert FastPath.auto(torch.device("mps")) == FastPath()
+    assert FastPath.off() == FastPath(sdpa=False)
+    assert not any(v for k, v in FastPath.auto("cpu").as_dict().items() if k != "sdpa")
+
+
+@pytest.mark.parametrize("capability, bf16", [((8, 0), True), ((9, 0), True), ((7, 5), False)])
+def test_auto_on_cuda_uses_bf16_only_where_the_gpu_has_it(monkeypatch, capability, bf16):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    path = FastPath.auto("cuda")
+    assert path == FastPath(bf16=bf16, channels_last=True, sdpa=True, compile=False, pinned=True)
+
+
+def test_a_plain_fast_model_gives_the_models_outputs_exactly():
+    net = _unet()
+    x, t = _inputs()
+    expected = net(x, t)
+    out = FastModel(net, FastPath())(x, t)
+    assert out.dtype == torch.float32 and torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("fields, tol", [
+    (dict(sdpa=False), 1e-5),                 # the written-out softmax
+    (dict(channels_last=True), 1e-5),         # NHWC convolutions
+    (dict(bf16=True), 0.1),                   # bfloat16 keeps 8 bits of mantissa
+])
+def test_each_switch_keeps_the_outputs(fields, tol):
+    x, t = _inputs()
+    expected = _unet()(x, t)
+    model = FastModel(_unet(), FastPath(**fields))
+    out = model(x, t)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    err = (out - expected).abs().max().item()
+    assert err < tol * expected.abs().max().item(), err
+    if fields.get("channels_last"):
+        assert model.module.init_conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_really_runs_the_convolutions_in_bfloat16():
+    seen = []
+    model = FastModel(_unet(), FastPath(bf16=True))
+    model.module.init_conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    model(*_inputs())
+    assert seen == [torch.bfloat16]
+
+
+def test_set_sdpa_switches_every_attention_layer():
+    net = _unet()
+    layers = [m for m in net.modules() if hasattr(m, "use_sdpa")]
+    assert layers and all(m.use_sdpa for m in layers)
+    set_sdpa(net, False)
+    assert not any(m.use_sdpa for m in layers)
+    FastModel(net, FastPath(sdpa=True))
+    assert all(m.use_sdpa for m in layers)
+
+
+def test_the_wrapper_shows_the_models_attributes_and_weights_once():
+    net = _unet()
+    model = FastModel(net, FastPath(compile=False))
+    assert model.in_channels == 1 and model.multiple == 2 and model.module is net
+    assert list(model.state_dict()) == [f"module.{k}" for k in net.state_dict()]
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        model.no_such_thing
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="already a FastModel"):
+        FastModel(FastModel(_unet()))
+    with pytest.raises(TypeError, match="must be a FastPath, got dict"):
+        FastModel(_unet(), {"bf16": True})
+
+
+def _loss(m, x):
+    noise = torch.randn_like(x)
+    t = torch.rand(x.shape[0]) * 10
+    return ((m(x + noise, t) - noise) ** 2).mean()
+
+
+def _run(tmp_path, model, steps=6, **kw):
+    torch.manual_seed(5)
+    g = torch.Generator().manual_seed(2)
+    return train(model, _loss, lambda: torch.randn(4, 1, 8, 8, generator=g), steps=steps, lr=1e-2,
+                 ema_decay=0.9, checkpoint=tmp_path / "ck.pt", checkpoint_every=3, show_progress=False, **kw)
+
+
+def test_training_a_fast_model_equals_training_the_model(tmp_path):
+    plain, wrapped = _unet(), FastModel(_unet(), FastPath())
+    res_plain = _run(tmp_path / "a", plain)
+    res_fast = _run(tmp_path / "b", wrapped)
+    assert res_fast.losses == res_plain.losses
+    saved = load_checkpoint(tmp_path / "b" / "ck.pt")["model"]
+    assert list(saved) == list(plain.state_dict())          # the plain weights: no "module." prefix
+    assert all(torch.equal(saved[k], v) for k, v in plain.state_dict().items())
+    assert type(res_fast.ema) is UNet
+
+
+def test_a_channels_last_checkpoint_loads_into_a_plain_model_and_resumes(tmp_path):
+    wrapped = FastModel(_unet(), FastPath(channels_last=True))
+    res = _run(tmp_path, wrapped)
+    fresh = _unet(seed=9)
+    fresh.load_state_dict(load_checkpoint(tmp_path / "ck.pt")["model"])
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), wrapped.module.state_dict().values()))
+    # a longer run resumes from it, in channels-last again
+    longer = FastModel(_unet(seed=9), FastPath(channels_last=True))
+    with pytest.raises(ValueError, match="belongs to a run of 6 steps, not 8"):
+        _run(tmp_path, longer, steps=8, resume=True)
+    assert res.losses[0] == pytest.approx(_run(tmp_path / "p", _unet()).losses[0], rel=1e-5)
+
+
+def test_log_every_sets_how_often_losses_are_read_back(tmp_path, monkeypatch):
+    reads = []
+    tolist = torch.Tensor.tolist     # each read-back is one tolist() of the losses still on the device
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(t.numel()) or tolist(t))
+    g = torch.Generator().manual_seed(0)
+    res = train(_unet(), _loss, lambda: torch.randn(2, 1, 8, 8, generator=g), steps=7, log_every=3,
+                show_progress=False)
+    assert reads == [3, 3, 1] and len(res.losses) == 7
+    with pytest.raises(ValueError, match="log_every must be a positive integer, got 0"):
+        train(_unet(), _loss, lambda: None, steps=1, log_every=0)
+
+
+def test_compiled_model_matches_the_eager_one():
+    pytest.importorskip("torch._inductor")
+    x, t = _inputs()
+    expected = _unet()(x, t)
+    out = FastModel(_unet(), FastPath(compile=True))(x, t)
+    assert torch.allclose(out, expected, atol=1e-4)
+
+
+def test_cpu_threads_reads_the_container_quota(tmp_path, monkeypatch):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert fast._cgroup_quota(str(v2)) == 1.5
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert fast._cgroup_quota(str(v2)) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert fast._cgroup_quota(str(v1)) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("250000\n")
+    assert fast._cgroup_quota(str(v1)) == 2.5
+    assert fast._cgroup_quota(str(tmp_path / "none")) is None
+    monkeypatch.setattr(fast, "_cgroup_quota", lambda: 1.5)
+    assert fast.cpu_threads() == 1                # rounded down: a second thread would be throttled
+
+
+def test_set_cpu_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setattr(fast, "cpu_threads", lambda: 1)
+        assert fast.set_cpu_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        torch.set_num_threads(2)
+        assert fast.set_cpu_threads() == 2        # the environment's choice is kept
+        for bad in (0, 1.5, True):
+            with pytest.raises(ValueError, match=f"n must be a positive integer, got {bad!r}"):
+                fast.set_cpu_threads(bad)
+    finally:
+        torch.set_num_threads(before)
