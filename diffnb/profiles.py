@@ -131,7 +131,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             unet=dict(base=16, mults=(1, 2)),
             batch_size=128,
             lr=4e-3,
-            train_steps=1000,
+            train_steps=800,
             warmup=50,
             ema_decay=0.995,
             gamma=5.0,
