@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -312,19 +313,21 @@ def _num(value, fmt: str) -> str:
 
 
 def format_table(result: dict) -> str:
-    """``result`` (from ``run_benchmark``) as markdown: one table of every size and variant,
-    then the data loader and, on a CPU, the thread counts."""
+    """``result`` (from ``run_benchmark``) as markdown: one table of every size and variant
+    (the fraction of the device's peak only for a GPU that ``DEVICE_PEAKS`` knows), then the
+    data loader and, on a CPU, the thread counts."""
     speed = _speedups(result)
+    peak = any(r.get("peak_fraction") is not None for r in result["rows"])   # a GPU the table knows
     lines = ["| size | variant | train img/s | vs fp32 eager | peak memory (MiB) | sample ms/img/step "
-             "| DDIM-20 ms/img | train TFLOP/s | of peak |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| train TFLOP/s |" + (" of peak |" if peak else ""),
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if peak else "")]
     for r in result["rows"]:
         frac = r.get("peak_fraction")
         lines.append(
             f"| {r['size']} | {r['variant']} | {r['train_images_per_second']:,.0f} "
             f"| {_num(speed.get((r['size'], r['variant'])), '.2f')}x | {_num(r['peak_memory_mb'], ',.0f')} "
-            f"| {r['sample_ms_per_image_step']:.3f} | {r['ddim20_ms_per_image']:.2f} "
-            f"| {r['train_tflops']:.3f} | {'–' if frac is None else f'{frac:.1%}'} |")
+            f"| {r['sample_ms_per_image_step']:.3f} | {r['train_tflops']:.3f} |"
+            + ((" – |" if frac is None else f" {frac:.1%} |") if peak else ""))
     if result["loader"]:
         lines += ["", "| size | loader workers | batch | loader img/s |", "| ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['size']} | {r['workers']} | {r['batch']} | {r['images_per_second']:,.0f} |"
@@ -366,7 +369,9 @@ def results_markdown(results: list[dict]) -> str:
     lines = []
     if not results:
         lines += ["No benchmark result has been recorded yet.", ""]
-    for r in sorted(results, key=lambda r: (r["device"] != "cuda", r["device_name"])):
+    # GPUs first; for one device, the run of more sizes first
+    for r in sorted(results, key=lambda r: (r["device"] != "cuda", r["device_name"],
+                                            -len({row["size"] for row in r["rows"]}))):
         v = r["versions"]
         sizes = sorted({row["size"] for row in r["rows"]})
         compiled = any(row["fast_path"]["compile"] for row in r["rows"])
@@ -449,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         steps=args.steps or (10 if cuda else 3), sample_steps=args.sample_steps or (10 if cuda else 3),
         repeat=args.repeat, warmup=args.warmup, workers=workers, threads_scan=not cuda,
         progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    result["command"] = "python -m diffnb.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    result["command"] = "python -m diffnb.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out or f"benchmarks/{_slug(result['device_name'])}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

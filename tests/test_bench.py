@@ -55,6 +55,7 @@ def test_peak_memory_counts_views_once_and_grows_with_size():
 # --- the benchmark command: python -m diffnb.bench ---------------------------------------------
 
 import json  # noqa: E402
+import shlex  # noqa: E402
 
 from torch import nn  # noqa: E402
 
@@ -89,7 +90,8 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["versions"]["torch"] == torch.__version__
-    assert result["command"] == "python -m diffnb.bench " + " ".join(args)
+    assert result["command"] == "python -m diffnb.bench " + shlex.join(args)    # pastes back as it ran
+    assert "'fp32 eager'" in result["command"]
     assert [r["variant"] for r in result["rows"]] == ["fp32 eager", "+ SDPA attention", "+ bf16 autocast"]
     fp32, sdpa, bf16 = result["rows"]
     assert fp32["losses_read_every_step"] and not sdpa["losses_read_every_step"]
@@ -106,6 +108,7 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     assert [t["threads"] for t in result["threads"]] == list(range(1, len(result["threads"]) + 1))
     printed = capsys.readouterr().out
     assert "| 32 | fp32 eager |" in printed and "| 1.00x |" in printed and str(out) in printed
+    assert "of peak" not in printed          # no data-sheet peak for a CPU: no empty column
     page = bench.results_markdown([result])
     assert f"### {result['device_name']}: 32 pixels\n" in page and "No GPU has run the benchmark" in page
     assert "- 32 pixels: the default path (row \"+ SDPA attention\") trains" in page
@@ -134,3 +137,32 @@ def test_a_device_the_machine_lacks_is_named(capsys):
 def test_the_page_says_what_is_unmeasured_without_results():
     page = bench.results_markdown([])
     assert "No benchmark result has been recorded yet." in page and "No GPU has run the benchmark" in page
+
+
+def _result(device, name, sizes=(64,), compile_=False):
+    rows = []
+    for size in sizes:
+        for variant, fields, sync in bench.VARIANTS[:1] + bench.VARIANTS[5:6]:
+            path = {**dict(bf16=False, channels_last=False, sdpa=True, compile=compile_, pinned=False), **fields}
+            fast = variant != "fp32 eager"
+            rows.append({"size": size, "variant": variant, "fast_path": path, "losses_read_every_step": sync,
+                         "batch": 128, "train_images_per_second": 4000.0 if fast else 1000.0,
+                         "peak_memory_mb": 100.0, "sample_ms_per_image_step": 0.5 if fast else 1.0,
+                         "ddim20_ms_per_image": 10.0 if fast else 20.0, "train_tflops": 100.0 if fast else 25.0,
+                         "peak_fraction": (0.1 if fast else 0.4) if device == "cuda" else None})
+    auto = dict(bf16=True, channels_last=True, sdpa=True, compile=False, pinned=True) if device == "cuda" \
+        else dict(bf16=False, channels_last=False, sdpa=True, compile=False, pinned=False)
+    return {"device": device, "device_name": name, "auto_fast_path": auto, "date": "2026-11-22",
+            "versions": {"torch": torch.__version__, "cuda": "13.0", "python": "3.11"}, "command": "x",
+            "settings": {"threads": 2, "repeat": 5, "warmup": 2, "steps": 10, "sample_steps": 10},
+            "rows": rows, "loader": [], "threads": []}
+
+
+def test_the_page_puts_gpus_first_and_reads_their_speed_up():
+    cpu, gpu = _result("cpu", "CPU (x), 2 threads"), _result("cuda", "NVIDIA H100 80GB HBM3")
+    page = bench.results_markdown([cpu, gpu])
+    assert page.index("### NVIDIA H100 80GB HBM3") < page.index("### CPU (x)")
+    assert "No GPU has run the benchmark" not in page
+    assert "| of peak |" in page and "| 10.0% |" in page
+    assert "- 64 pixels: the default path (row \"+ channels-last\") trains 4.00x as fast as fp32 eager" in page
+    assert "20 DDIM steps take 10.0 ms per image in batches of 128." in page
