@@ -143,16 +143,17 @@ def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
         return None
 
 
-def set_cpu_threads(n: int | None = None) -> int:
-    """Use ``n`` threads for torch's CPU operators (default: ``cpu_threads()``), unless the
-    environment chose with OMP_NUM_THREADS; returns the number in use.
+def set_cpu_threads(n: int | None = None, *, processes: int = 1) -> int:
+    """Use ``n`` threads for torch's CPU operators (default: ``cpu_threads()`` shared among
+    ``processes`` processes on this machine, at least one each), unless the environment
+    chose with OMP_NUM_THREADS; returns the number in use.
 
     In a container torch may start one thread per core of the host: 64 threads
     sharing 2 CPUs are much slower than 2.
     """
     if n is None and "OMP_NUM_THREADS" in os.environ:
         return torch.get_num_threads()
-    n = cpu_threads() if n is None else n
+    n = max(1, cpu_threads() // processes) if n is None else n
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if torch.get_num_threads() != n:

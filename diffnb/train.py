@@ -182,18 +182,20 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
                        steps=steps, resumed_from=start)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
+
+def _unwrap(model: nn.Module, wrappers: tuple[type, ...] = (*_PARALLEL, FastModel)) -> nn.Module:
     """The module inside ``DistributedDataParallel``, ``DataParallel`` and ``FastModel``
-    wrappers, else ``model``."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel, FastModel)):
+    wrappers (or only inside ``wrappers``), else ``model``."""
+    while isinstance(model, wrappers):
         model = model.module
     return model
 
 
 def _fast_path(model: nn.Module, device: torch.device) -> FastPath:
     """The fast path of the ``FastModel`` inside ``model``'s wrappers, else the device's default."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
+    model = _unwrap(model, _PARALLEL)
     return model.path if isinstance(model, FastModel) else FastPath.auto(device)
 
 
@@ -517,8 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         resolution = None if args.schedule == "cosine" else args.image_size
         log_snr = log_snr_schedule(args.schedule, resolution=resolution, base=base[0] if len(base) == 1 else base)
         if device.type == "cpu":            # the processes on this machine share its CPUs
-            set_cpu_threads(max(1, cpu_threads() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-                            if "OMP_NUM_THREADS" not in os.environ else None)
+            set_cpu_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         auto = FastPath.auto(device)
         path = FastPath(bf16=auto.bf16 if args.amp is None else args.amp,
                         channels_last=auto.channels_last if args.channels_last is None else args.channels_last,

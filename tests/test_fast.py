@@ -179,6 +179,9 @@ def test_set_cpu_threads(monkeypatch):
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         monkeypatch.setattr(fast, "cpu_threads", lambda: 1)
         assert fast.set_cpu_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setattr(fast, "cpu_threads", lambda: 5)
+        assert fast.set_cpu_threads(processes=2) == 2       # 5 CPUs for 2 processes: 2 each
+        assert fast.set_cpu_threads(processes=8) == 1       # never none
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
         torch.set_num_threads(2)
         assert fast.set_cpu_threads() == 2        # the environment's choice is kept
