@@ -86,7 +86,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             demo_steps=10,            # the interrupt-and-resume demonstration
             loss_steps=20,            # steps of each run in the loss comparison
             loss_sample_steps=5,      # DDIM steps of the samples that judge each loss
-            fd_repeats=2,             # sample sets that show the distance's own spread
+            fd_repeats=2,             # sample sets per ancestral distance (their mean) and per spread
         ),
         "full": dict(
             unet=dict(base=16, mults=(1, 2)),
@@ -100,13 +100,13 @@ PROFILES: dict[str, dict[str, dict]] = {
             classifier_steps=500,
             n_samples=1000,
             ancestral_steps=100,
-            ddim_steps=(100, 50, 20, 10),
+            ddim_steps=(50, 20, 10),
             trajectory_images=8,
             anim_frames=25,
             demo_steps=20,
-            loss_steps=150,
+            loss_steps=120,
             loss_sample_steps=20,
-            fd_repeats=4,
+            fd_repeats=3,
         ),
     },
     "simple": {

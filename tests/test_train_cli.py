@@ -159,6 +159,25 @@ def test_two_cpu_processes_continue_a_checkpoint_that_one_process_resumes(tmp_pa
     assert _same(load_checkpoint(path)["model"], state["model"])
 
 
+def test_accelerate_launch_runs_the_command_in_two_processes(tmp_path):
+    """The README's multi-GPU command line, `accelerate launch --multi_gpu`, with the CPU
+    standing in for the GPUs: accelerate starts the processes through torch.distributed.run."""
+    pytest.importorskip("accelerate")
+    path = tmp_path / "acc.pt"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", HF_HOME=str(tmp_path / "hf"))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()),
+           "-m", "diffnb.train", *_args(path, 4, 2, "--device", "cpu")]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("diffnb.train: 4 steps") == 1          # the summary from rank 0 only
+    state = load_checkpoint(path)
+    assert state["step"] == 4 and state["batches"]["world_size"] == 2
+    assert _summary(path)["world_size"] == 2
+
+
 @pytest.fixture
 def one_process_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
