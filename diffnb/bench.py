@@ -247,13 +247,31 @@ def bench_loader(size: int, batch: int, workers: int, *, device: torch.device, r
 
 def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT_NAMES,
                   batch: int | None = None, steps: int = 5, sample_steps: int = 5, repeat: int = 3,
-                  warmup: int = 1, workers=(0,), threads_scan: bool = False, progress=print) -> dict:
-    """Run the benchmark; returns what ``main`` writes as JSON (see ``format_table``)."""
+                  warmup: int = 1, workers=(0,), threads_scan: bool = False, progress=print,
+                  partial: Callable[[dict], None] | None = None) -> dict:
+    """Run the benchmark; returns what ``main`` writes as JSON (see ``format_table``).
+
+    ``partial``, if given, receives the result so far after each size, so that a run cut
+    short keeps what it measured."""
     from .fast import FastPath, cpu_threads
     from .models import UNet
 
     kind = "cuda" if device.type == "cuda" else "other"
     rows, loaders, flops, threads = [], [], {}, []
+
+    def result() -> dict:
+        return {
+            "device": device.type, "device_name": device_name(device),
+            "auto_fast_path": FastPath.auto(device).as_dict(),
+            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
+                         "python": platform.python_version()},
+            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d"),
+            "settings": {"steps": steps, "sample_steps": sample_steps, "repeat": repeat, "warmup": warmup,
+                         "threads": torch.get_num_threads(), "loss": "v-prediction, min-SNR-5, cosine log-SNR",
+                         "sampler": "diffnb.continuous.sample, DDIM"},
+            "models": {str(k): v for k, v in flops.items()}, "rows": rows, "loader": loaders, "threads": threads,
+        }
+
     for size in sizes:
         b = batch or BENCH_BATCH[kind][size]
         torch.manual_seed(0)
@@ -277,6 +295,8 @@ def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT
         for w in workers:
             progress(f"{size} px, data loader, {w} workers ...")
             loaders.append(bench_loader(size, b, w, device=device, repeat=repeat))
+        if partial:
+            partial(result())
     if threads_scan and device.type == "cpu":
         before = torch.get_num_threads()
         try:
@@ -289,16 +309,7 @@ def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT
                                 "train_images_per_second": row["train_images_per_second"]})
         finally:
             torch.set_num_threads(before)
-    return {
-        "device": device.type, "device_name": device_name(device),
-        "auto_fast_path": FastPath.auto(device).as_dict(),
-        "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version()},
-        "platform": platform.platform(), "date": time.strftime("%Y-%m-%d"),
-        "settings": {"steps": steps, "sample_steps": sample_steps, "repeat": repeat, "warmup": warmup,
-                     "threads": torch.get_num_threads(), "loss": "v-prediction, min-SNR-5, cosine log-SNR",
-                     "sampler": "diffnb.continuous.sample, DDIM"},
-        "models": {str(k): v for k, v in flops.items()}, "rows": rows, "loader": loaders, "threads": threads,
-    }
+    return result()
 
 
 def _speedups(result: dict) -> dict[tuple[int, str], float]:
@@ -382,7 +393,8 @@ def results_markdown(results: list[dict]) -> str:
                   + f", Python {v['python']}, {r['settings']['threads']} CPU threads: `{r['command']}`. "
                   f"Medians of {r['settings']['repeat']} timed runs after {r['settings']['warmup']} "
                   f"untimed ones; each run is {r['settings']['steps']} training steps or "
-                  f"{r['settings']['sample_steps']} DDIM steps.", "",
+                  f"{r['settings']['sample_steps']} DDIM steps."
+                  + (" The run was cut short: it holds only the sizes shown." if r.get("incomplete") else ""), "",
                   format_table(r), *summary_lines(r), ""]
     if not any(r["device"] == "cuda" for r in results):
         lines += ["No GPU has run the benchmark for this edition, so the GPU figures are unmeasured: "
@@ -449,17 +461,24 @@ def main(argv: list[str] | None = None) -> int:
     cuda = device.type == "cuda"
     variants = args.variants or [v for v in VARIANT_NAMES if cuda or v != "+ torch.compile"]
     workers = args.workers if args.workers is not None else sorted({0, threads})
+    command = "python -m diffnb.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out or f"benchmarks/{_slug(device_name(device))}.json")
+
+    def write(result: dict, complete: bool = False) -> None:
+        # rewritten after each size, so an interrupted run keeps its finished sizes
+        result = {**result, "command": command, **({} if complete else {"incomplete": True})}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, out)
+
     result = run_benchmark(
         device=device, sizes=args.sizes, variants=variants, batch=args.batch_size,
         steps=args.steps or (10 if cuda else 3), sample_steps=args.sample_steps or (10 if cuda else 3),
         repeat=args.repeat, warmup=args.warmup, workers=workers, threads_scan=not cuda,
-        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    result["command"] = "python -m diffnb.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out or f"benchmarks/{_slug(result['device_name'])}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True), partial=write)
+    write(result, complete=True)
+    result["command"] = command
     print(f"{result['device_name']}, torch {result['versions']['torch']}, {result['date']}")
     print(format_table(result))
     print(f"written to {out}")

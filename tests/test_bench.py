@@ -166,3 +166,26 @@ def test_the_page_puts_gpus_first_and_reads_their_speed_up():
     assert "| of peak |" in page and "| 10.0% |" in page
     assert "- 64 pixels: the default path (row \"+ channels-last\") trains 4.00x as fast as fp32 eager" in page
     assert "20 DDIM steps take 10.0 ms per image in batches of 128." in page
+
+
+def test_an_interrupted_run_keeps_the_sizes_it_finished(tmp_path, monkeypatch, one_thread):
+    out = tmp_path / "cpu.json"
+    real = bench.bench_variant
+
+    def stop_at_64(size, *args, **kw):
+        if size == 64:
+            raise KeyboardInterrupt
+        return real(size, *args, **kw)
+
+    monkeypatch.setattr(bench, "bench_variant", stop_at_64)
+    args = ["--device", "cpu", "--sizes", "32", "64", "--batch-size", "2", "--steps", "1",
+            "--sample-steps", "1", "--repeat", "1", "--warmup", "0", "--workers", "0",
+            "--variants", "fp32 eager", "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(args)
+    result = json.loads(out.read_text())
+    assert result["incomplete"] is True and result["command"] == "python -m diffnb.bench " + shlex.join(args)
+    assert [(r["size"], r["variant"]) for r in result["rows"]] == [(32, "fp32 eager")]
+    assert list(result["models"]) == ["32"] and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setattr(bench, "bench_variant", real)
+    assert bench.main(args) == 0 and "incomplete" not in json.loads(out.read_text())
