@@ -24,6 +24,11 @@ the plain float32 path with fused attention. A CPU with bfloat16 instructions (A
 or AMX, as on the book's CPU) does train faster under bfloat16 autocast, and the benchmark
 shows by how much; the chapters keep float32 there all the same, so that a seed gives the
 same numbers on every CPU.
+
+The environment variable ``DIFFNB_BF16`` overrides the ``bf16`` choice of ``auto``: ``1``
+turns bfloat16 autocast on for every device (so a CPU can run a chapter with a GPU's
+arithmetic, as the tests do), ``0`` turns it off (float32 on a GPU, to tell a rounding
+effect from a bug).
 """
 
 from __future__ import annotations
@@ -48,11 +53,14 @@ class FastPath:
     @classmethod
     def auto(cls, device: torch.device | str) -> "FastPath":
         """The book's choice for ``device``: on a CUDA GPU everything but ``compile``
-        (``bf16`` only from compute capability 8.0, Ampere, on); elsewhere fused attention only."""
+        (``bf16`` only from compute capability 8.0, Ampere, on); elsewhere fused attention only.
+        ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)
-        if device.type != "cuda":
-            return cls()
-        return cls(bf16=bf16_supported(device), channels_last=True, pinned=True)
+        cuda = device.type == "cuda"
+        bf16 = bf16_override()
+        if bf16 is None:
+            bf16 = cuda and bf16_supported(device)
+        return cls(bf16=bf16, channels_last=cuda, pinned=cuda)
 
     @classmethod
     def off(cls) -> "FastPath":
@@ -61,6 +69,15 @@ class FastPath:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def bf16_override() -> bool | None:
+    """``DIFFNB_BF16`` from the environment: True for ``1``, False for ``0``, None when unset."""
+    value = os.environ.get("DIFFNB_BF16", "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"DIFFNB_BF16={value!r}: allowed values are 1 (bfloat16 autocast on every "
+                         "device), 0 (float32 everywhere) or unset (bfloat16 on GPUs that have it)")
+    return None if value == "" else value == "1"
 
 
 def bf16_supported(device: torch.device | str) -> bool:

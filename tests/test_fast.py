@@ -38,6 +38,18 @@ def test_auto_on_cuda_uses_bf16_only_where_the_gpu_has_it(monkeypatch, capabilit
     assert path == FastPath(bf16=bf16, channels_last=True, sdpa=True, compile=False, pinned=True)
 
 
+def test_the_environment_can_force_bf16_on_or_off(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setenv("DIFFNB_BF16", "1")
+    assert FastPath.auto("cpu") == FastPath(bf16=True) and FastPath.auto("cuda").bf16
+    monkeypatch.setenv("DIFFNB_BF16", "0")
+    assert FastPath.auto("cuda") == FastPath(channels_last=True, pinned=True)
+    monkeypatch.setenv("DIFFNB_BF16", "yes")
+    with pytest.raises(ValueError, match=r"DIFFNB_BF16='yes': allowed values are 1 .*, 0 .* or unset"):
+        FastPath.auto("cpu")
+
+
 def test_a_plain_fast_model_gives_the_models_outputs_exactly():
     net = _unet()
     x, t = _inputs()

@@ -136,3 +136,12 @@ def test_every_notebook_has_checks():
 def test_notebook_quick_profile(executed_quick, stem):
     results = diffnb.read_results(executed_quick[stem])
     CHECKS[stem](results)
+
+
+@pytest.mark.parametrize("stem", ["04_training_images", "05_simple_diffusion"])
+def test_image_chapters_run_with_a_gpus_bfloat16_arithmetic(stem, tmp_path, monkeypatch):
+    """On a GPU these chapters run their networks under bfloat16 autocast; CI has no GPU, so it
+    forces the same arithmetic on the CPU (DIFFNB_BF16=1) and holds the chapter to its checks."""
+    monkeypatch.setenv("DIFFNB_BF16", "1")
+    [path] = build.execute(build.notebooks([stem]), tmp_path, profile="quick", device="cpu", timeout=600)
+    CHECKS[stem](diffnb.read_results(path))
