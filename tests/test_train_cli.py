@@ -23,7 +23,8 @@ from diffnb.train import load_checkpoint, main, train
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--data", "digits", "--image-size", "16", "--schedule", "shifted_cosine", "--base-resolution", "8",
         "--parameterisation", "v", "--weighting", "min_snr", "--batch-size", "8", "--lr", "4e-3",
-        "--ema-decay", "0.9", "--unet-base", "8", "--mults", "1,2", "--quiet"]
+        "--ema-decay", "0.9", "--unet-base", "8", "--mults", "1,2", "--quiet",
+        "--device", "cpu"]   # CPU facts are asserted (bit-exact resume, its default fast path)
 
 
 class Interrupt(Exception):
@@ -141,7 +142,7 @@ def test_two_cpu_processes_continue_a_checkpoint_that_one_process_resumes(tmp_pa
     env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "diffnb.train", *_args(path, 4, 2, "--resume", "--device", "cpu")]
+           "-m", "diffnb.train", *_args(path, 4, 2, "--resume")]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("diffnb.train: 4 steps") == 1          # the summary from rank 0 only
@@ -169,7 +170,7 @@ def test_accelerate_launch_runs_the_command_in_two_processes(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(_free_port()),
-           "-m", "diffnb.train", *_args(path, 4, 2, "--device", "cpu")]
+           "-m", "diffnb.train", *_args(path, 4, 2)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("diffnb.train: 4 steps") == 1          # the summary from rank 0 only
