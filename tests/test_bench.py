@@ -189,3 +189,20 @@ def test_an_interrupted_run_keeps_the_sizes_it_finished(tmp_path, monkeypatch, o
     assert list(result["models"]) == ["32"] and not list(tmp_path.glob("*.tmp"))
     monkeypatch.setattr(bench, "bench_variant", real)
     assert bench.main(args) == 0 and "incomplete" not in json.loads(out.read_text())
+
+
+def test_the_page_names_the_gpu_sizes_still_unmeasured():
+    def result(device, sizes):
+        rows = [{"size": n, "variant": "fp32 eager", "fast_path": {"compile": False, "bf16": False},
+                 "losses_read_every_step": True, "batch": 2, "train_images_per_second": 10.0,
+                 "peak_memory_mb": 1.0, "sample_ms_per_image_step": 1.0, "ddim20_ms_per_image": 20.0,
+                 "train_tflops": 0.1, "peak_fraction": None} for n in sizes]
+        return {"device": device, "device_name": device, "auto_fast_path": {}, "rows": rows, "loader": [],
+                "threads": [], "date": "2026-11-22", "command": "python -m diffnb.bench", "incomplete": True,
+                "versions": {"torch": "2", "cuda": "13", "python": "3"},
+                "settings": {"repeat": 5, "warmup": 2, "steps": 10, "sample_steps": 10, "threads": 16}}
+    page = bench.results_markdown([result("cuda", [32])])
+    assert "No GPU run has reached the 64-pixel UNet yet" in page and "No GPU has run" not in page
+    assert "The run was cut short: it holds only the sizes shown." in page
+    page = bench.results_markdown([result("cuda", [32, 64])])
+    assert "64-pixel UNet yet" not in page and "No GPU has run" not in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -67,7 +68,11 @@ def test_teachers_page_shows_the_measured_chapter_times(html, executed_quick):
     assert "quick profile: measured on CPU" in page
     for stem in executed_quick:
         assert f"notebooks/{stem}.html" in page
-    assert "No GPU run has been timed" in page
+    recorded = {e["device"] for f in build.RECORDED_TIMES.glob("*.json")
+                for r in json.loads(f.read_text()).values() for e in r.values()}
+    for device in recorded:          # times kept from GPU runs show beside this build's
+        assert f"Measured on {device}" in page
+    assert ("No GPU run has been timed" in page) == all(d.startswith("CPU") for d in recorded)
     # every exercise is folded away in the chapters: a solution never shows unfolded
     for stem in executed_quick:
         chapter = (html / "notebooks" / f"{stem}.html").read_text()
@@ -90,6 +95,33 @@ def test_times_table_names_profiles_devices_and_gaps(tmp_path):
     table = build.times_table([quick, gpu])
     assert "| 1 min 15 s | 1 min 15 s |" in table and "measured on NVIDIA H100" in table
     assert "No GPU run" not in table
+
+
+def test_recorded_times_merge_per_device_and_show_beside_the_build(tmp_path):
+    import json
+    stems = [nb.stem for nb in build.notebooks()]
+    run, kept = tmp_path / "run", tmp_path / "kept"
+    run.mkdir()
+    gpu = dict(profile="full", device="NVIDIA H100 80GB HBM3", seconds=135.5, date="2026-11-22")
+    (run / build.TIMES).write_text(json.dumps({stems[0]: gpu}))
+    path = build.record_times(run, kept)
+    assert path == kept / "nvidia-h100-80gb-hbm3.json"
+    (run / build.TIMES).write_text(json.dumps({stems[1]: dict(gpu, profile="quick", seconds=23.1)}))
+    assert build.record_times(run, kept) == path
+    assert json.loads(path.read_text()) == {"full": {stems[0]: gpu},        # the first run is kept
+                                            "quick": {stems[1]: dict(gpu, profile="quick", seconds=23.1)}}
+    cpu = tmp_path / "cpu"
+    cpu.mkdir()
+    (cpu / build.TIMES).write_text(json.dumps({stems[0]: dict(gpu, device="CPU, 2 cores", seconds=75.4)}))
+    table = build.times_table([cpu], kept)
+    assert "Measured on NVIDIA H100 80GB HBM3 (2026-11-22) and kept in the repository:" in table
+    assert f"{{doc}}`../notebooks/{stems[0]}` | not measured | 2 min 16 s |" in table
+    assert f"{{doc}}`../notebooks/{stems[1]}` | 23 s | not measured |" in table
+    assert "No GPU run" not in table
+    assert "kept in the repository" not in build.times_table([run], kept)   # this build ran there
+    (run / build.TIMES).write_text(json.dumps({stems[0]: gpu, stems[1]: dict(gpu, device="Tesla T4")}))
+    with pytest.raises(ValueError, match="mixes devices"):
+        build.record_times(run, kept)
 
 
 def test_speed_page_shows_every_recorded_benchmark(html):

@@ -1,7 +1,7 @@
 """Build the book: execute every chapter once with papermill, then render the HTML.
 
     python tools/build.py [--profile full|quick] [--device auto|cpu|cuda|mps] [--only 01_two_moons]
-                          [--no-render]
+                          [--no-render] [--record-times]
 
 Steps (each a function the tests reuse):
 
@@ -12,7 +12,8 @@ Steps (each a function the tests reuse):
 2. ``stage``: assemble the book's sources in ``_build/src/``, with the executed
    copies in place of ``notebooks/`` (so launch buttons still point at
    ``notebooks/NAME.ipynb`` in the repository), and write the table of chapter
-   times that the teachers' page includes, from every ``times.json`` found, and the
+   times that the teachers' page includes, from every ``times.json`` found and the
+   times kept from other devices in ``benchmarks/chapters/``, and the
    speed page's tables, from the benchmark results in ``benchmarks/``;
 3. ``render``: turn ``_config.yml`` into Sphinx's ``conf.py`` with jupyter-book
    and build the HTML into ``_build/html/`` with warnings as errors.
@@ -24,6 +25,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +39,7 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "references.bib", "book", "_static")
 TIMES = "times.json"               # {stem: {profile, device, seconds, date}}, beside the executed copies
 TIMES_TABLE = "book/chapter_times.md"
 BENCHMARKS = ROOT / "benchmarks"       # JSON written by python -m diffnb.bench
+RECORDED_TIMES = BENCHMARKS / "chapters"   # chapter times kept from other devices: {profile: {stem: entry}}
 SPEED_RESULTS = "book/speed_results.md"
 
 
@@ -108,14 +111,8 @@ def device_label(device: str) -> str:
     return "Apple GPU (MPS)" if dev.type == "mps" else f"CPU, {os.cpu_count()} cores"
 
 
-def times_table(dirs: list[Path]) -> str:
-    """A markdown table of chapter times, quick against full, from the ``times.json`` in ``dirs``."""
-    runs: dict[str, dict[str, dict]] = {}
-    for d in dirs:
-        if (d / TIMES).is_file():
-            for stem, entry in json.loads((d / TIMES).read_text()).items():
-                runs.setdefault(entry["profile"], {})[stem] = entry
-
+def _time_rows(runs: dict[str, dict[str, dict]]) -> list[str]:
+    """Table rows of chapter times, quick against full, from {profile: {stem: entry}}."""
     def cell(entry):
         if entry is None:
             return "not measured"
@@ -126,7 +123,19 @@ def times_table(dirs: list[Path]) -> str:
     for nb in notebooks():
         row = [runs.get(p, {}).get(nb.stem) for p in ("quick", "full")]
         lines.append(f"| {{doc}}`../notebooks/{nb.stem}` | {cell(row[0])} | {cell(row[1])} |")
-    lines.append("")
+    return lines
+
+
+def times_table(dirs: list[Path], recorded: Path | None = None) -> str:
+    """Markdown tables of chapter times, quick against full: this build's, from the
+    ``times.json`` in ``dirs``, then those kept in ``recorded`` (one JSON file per device,
+    written by ``record_times``) for devices this build did not run on."""
+    runs: dict[str, dict[str, dict]] = {}
+    for d in dirs:
+        if (d / TIMES).is_file():
+            for stem, entry in json.loads((d / TIMES).read_text()).items():
+                runs.setdefault(entry["profile"], {})[stem] = entry
+    lines = _time_rows(runs) + [""]
     for profile in ("quick", "full"):
         entries = runs.get(profile, {}).values()
         if entries:
@@ -135,9 +144,36 @@ def times_table(dirs: list[Path]) -> str:
             lines.append(f"- {profile} profile: measured on {devices}, {dates}.")
         else:
             lines.append(f"- {profile} profile: not run by the build that made this page.")
-    if all(e["device"].startswith("CPU") for r in runs.values() for e in r.values()):
+    here = {e["device"] for r in runs.values() for e in r.values()}
+    kept = [json.loads(f.read_text()) for f in sorted(recorded.glob("*.json"))] if recorded else []
+    kept = [k for k in kept if not {e["device"] for r in k.values() for e in r.values()} <= here]
+    for k in kept:
+        devices = ", ".join(sorted({e["device"] for r in k.values() for e in r.values()}))
+        dates = ", ".join(sorted({e["date"] for r in k.values() for e in r.values()}))
+        lines += ["", f"Measured on {devices} ({dates}) and kept in the repository:", "", *_time_rows(k)]
+    every = here | {e["device"] for k in kept for r in k.values() for e in r.values()}
+    if all(d.startswith("CPU") for d in every):
         lines += ["", "No GPU run has been timed for this edition of the book."]
     return "\n".join(lines) + "\n"
+
+
+def record_times(out_dir: Path, folder: Path = RECORDED_TIMES) -> Path:
+    """Keep the chapter times of the build in ``out_dir`` in ``folder/<device>.json`` (merged
+    with what that file held: other profiles and chapters stay), for the teachers' page of
+    builds on other devices. Returns the file."""
+    entries = json.loads((out_dir / TIMES).read_text())
+    devices = {e["device"] for e in entries.values()}
+    if len(devices) != 1:
+        raise ValueError(f"{out_dir / TIMES} mixes devices {sorted(devices)}; record one device at a time")
+    path = folder / (re.sub(r"[^a-z0-9]+", "-", devices.pop().lower()).strip("-") + ".json")
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    for stem, entry in entries.items():
+        kept.setdefault(entry["profile"], {})[stem] = entry
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def stage(executed: list[Path], src_dir: Path) -> Path:
@@ -152,7 +188,7 @@ def stage(executed: list[Path], src_dir: Path) -> Path:
     for nb in executed:
         shutil.copy2(nb, src_dir / "notebooks" / nb.name)
     dirs = {p.parent for p in executed} | {d for d in (BUILD / "executed").glob("*") if d.is_dir()}
-    (src_dir / TIMES_TABLE).write_text(times_table(sorted(dirs)))
+    (src_dir / TIMES_TABLE).write_text(times_table(sorted(dirs), RECORDED_TIMES))
     (src_dir / SPEED_RESULTS).write_text(speed_results(BENCHMARKS))
     return src_dir
 
@@ -186,10 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="execute only these notebooks (by stem)")
     parser.add_argument("--no-render", action="store_true",
                         help="execute (and time) the chapters, but do not build the HTML")
+    parser.add_argument("--record-times", action="store_true",
+                        help=f"keep this run's chapter times in {RECORDED_TIMES.relative_to(ROOT)}/ "
+                             "(for a GPU run: the teachers' page of every later build shows them)")
     args = parser.parse_args(argv)
 
     executed_dir = BUILD / "executed" / args.profile
     executed = execute(notebooks(args.only), executed_dir, profile=args.profile, device=args.device, seed=args.seed)
+    if args.record_times:
+        print(f"chapter times kept in {record_times(executed_dir)}")
     if args.only:  # keep the other chapters' earlier executed copies, if any
         executed = sorted({p.name: p for p in [*executed_dir.glob("*.ipynb"), *executed]}.values())
     if args.no_render:
