@@ -87,6 +87,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             loss_steps=20,            # steps of each run in the loss comparison
             loss_sample_steps=5,      # DDIM steps of the samples that judge each loss
             fd_repeats=2,             # sample sets per ancestral distance (their mean) and per spread
+            resample_draws=10,        # draws of training images with replacement (a reference)
         ),
         "full": dict(
             unet=dict(base=16, mults=(1, 2)),
@@ -107,6 +108,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             loss_steps=120,
             loss_sample_steps=20,
             fd_repeats=6,
+            resample_draws=20,
         ),
     },
     "simple": {

@@ -93,6 +93,10 @@ def check_training_images(r: dict) -> None:
     assert r["classifier_accuracy"] > 0.85, r
     assert r["n_samples"] >= 1000, r
     assert 0 < r["fd_floor"] < 0.05 * r["fd_noise"], r
+    # the text: independent draws of training images score above the floor's fixed set
+    assert r["fd_floor"] < r["fd_resampled"] < 0.25 * r["fd_noise"], r
+    assert r["fd_resampled_ratio"] == pytest.approx(r["fd_resampled"] / r["fd_floor"])
+    assert r["fd_over_resampled"] == pytest.approx(r["fd"] / r["fd_resampled"])
     # quick profile target: the samples are much closer to real digits than noise is
     assert r["fd"] <= 0.25 * r["fd_noise"], r
     assert r["fd_ddim_20"] <= 0.25 * r["fd_noise"], r
