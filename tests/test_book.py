@@ -119,9 +119,11 @@ def test_recorded_times_merge_per_device_and_show_beside_the_build(tmp_path):
     assert f"{{doc}}`../notebooks/{stems[1]}` | 23 s | not measured |" in table
     assert "No GPU run" not in table
     assert "kept in the repository" not in build.times_table([run], kept)   # this build ran there
-    (run / build.TIMES).write_text(json.dumps({stems[0]: gpu, stems[1]: dict(gpu, device="Tesla T4")}))
+    (run / build.TIMES).write_text(json.dumps({stems[0]: gpu, stems[1]: dict(gpu, device="CPU, 2 cores")}))
     with pytest.raises(ValueError, match="mixes devices"):
         build.record_times(run, kept)
+    build.record_times(run, kept, stems=[stems[0]])       # only the chapters this run executed
+    assert json.loads(path.read_text())["full"] == {stems[0]: gpu}
 
 
 def test_speed_page_shows_every_recorded_benchmark(html):

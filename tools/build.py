@@ -126,6 +126,11 @@ def _time_rows(runs: dict[str, dict[str, dict]]) -> list[str]:
     return lines
 
 
+def _devices(runs: dict[str, dict[str, dict]], key: str = "device") -> set[str]:
+    """Every entry's ``key`` (its device, or its date) in {profile: {stem: entry}}."""
+    return {e[key] for r in runs.values() for e in r.values()}
+
+
 def times_table(dirs: list[Path], recorded: Path | None = None) -> str:
     """Markdown tables of chapter times, quick against full: this build's, from the
     ``times.json`` in ``dirs``, then those kept in ``recorded`` (one JSON file per device,
@@ -144,24 +149,24 @@ def times_table(dirs: list[Path], recorded: Path | None = None) -> str:
             lines.append(f"- {profile} profile: measured on {devices}, {dates}.")
         else:
             lines.append(f"- {profile} profile: not run by the build that made this page.")
-    here = {e["device"] for r in runs.values() for e in r.values()}
+    here = _devices(runs)
     kept = [json.loads(f.read_text()) for f in sorted(recorded.glob("*.json"))] if recorded else []
-    kept = [k for k in kept if not {e["device"] for r in k.values() for e in r.values()} <= here]
+    kept = [k for k in kept if not _devices(k) <= here]
     for k in kept:
-        devices = ", ".join(sorted({e["device"] for r in k.values() for e in r.values()}))
-        dates = ", ".join(sorted({e["date"] for r in k.values() for e in r.values()}))
-        lines += ["", f"Measured on {devices} ({dates}) and kept in the repository:", "", *_time_rows(k)]
-    every = here | {e["device"] for k in kept for r in k.values() for e in r.values()}
-    if all(d.startswith("CPU") for d in every):
+        lines += ["", f"Measured on {', '.join(sorted(_devices(k)))} ({', '.join(sorted(_devices(k, 'date')))}) "
+                  "and kept in the repository:", "", *_time_rows(k)]
+    if all(d.startswith("CPU") for d in here.union(*map(_devices, kept))):
         lines += ["", "No GPU run has been timed for this edition of the book."]
     return "\n".join(lines) + "\n"
 
 
-def record_times(out_dir: Path, folder: Path = RECORDED_TIMES) -> Path:
-    """Keep the chapter times of the build in ``out_dir`` in ``folder/<device>.json`` (merged
-    with what that file held: other profiles and chapters stay), for the teachers' page of
-    builds on other devices. Returns the file."""
+def record_times(out_dir: Path, folder: Path = RECORDED_TIMES, stems: list[str] | None = None) -> Path:
+    """Keep the chapter times of the build in ``out_dir`` (only the chapters ``stems``, if
+    given) in ``folder/<device>.json``, merged with what that file held (other profiles and
+    chapters stay), for the teachers' page of builds on other devices. Returns the file."""
     entries = json.loads((out_dir / TIMES).read_text())
+    if stems is not None:
+        entries = {stem: e for stem, e in entries.items() if stem in stems}
     devices = {e["device"] for e in entries.values()}
     if len(devices) != 1:
         raise ValueError(f"{out_dir / TIMES} mixes devices {sorted(devices)}; record one device at a time")
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     executed_dir = BUILD / "executed" / args.profile
     executed = execute(notebooks(args.only), executed_dir, profile=args.profile, device=args.device, seed=args.seed)
     if args.record_times:
-        print(f"chapter times kept in {record_times(executed_dir)}")
+        print(f"chapter times kept in {record_times(executed_dir, stems=[p.stem for p in executed])}")
     if args.only:  # keep the other chapters' earlier executed copies, if any
         executed = sorted({p.name: p for p in [*executed_dir.glob("*.ipynb"), *executed]}.values())
     if args.no_render:
