@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
 import platform
 import re
 import shlex
@@ -27,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .device import synchronize
+from .results import write_json
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1,
@@ -471,11 +470,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(result: dict, complete: bool = False) -> None:
         # rewritten after each size, so an interrupted run keeps its finished sizes
-        result = {**result, "command": command, **({} if complete else {"incomplete": True})}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json(out, {**result, "command": command, **({} if complete else {"incomplete": True})})
 
     result = run_benchmark(
         device=device, sizes=args.sizes, variants=variants, batch=args.batch_size,
@@ -483,7 +478,6 @@ def main(argv: list[str] | None = None) -> int:
         repeat=args.repeat, warmup=args.warmup, workers=workers, threads_scan=not cuda,
         progress=lambda msg: print(msg, file=sys.stderr, flush=True), partial=write)
     write(result, complete=True)
-    result["command"] = command
     print(f"{result['device_name']}, torch {result['versions']['torch']}, {result['date']}")
     print(format_table(result))
     print(f"written to {out}")

@@ -2,7 +2,8 @@
 
 ``record`` stores a value with myst-nb's ``glue`` (so the prose can quote it
 with ``{glue:text}`name:.3f```) without displaying it; ``read_results``
-collects every recorded value from an executed notebook.
+collects every recorded value from an executed notebook. ``write_json`` writes
+the JSON files that tools and commands keep (benchmarks, run summaries, times).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import numbers
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +68,14 @@ def _parse(text: str):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def write_json(path: str | Path, data, *, indent: int = 2, sort_keys: bool = False) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (a temporary file beside it, then a
+    rename), so that a run stopped mid-write leaves the previous file whole; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
+    os.replace(tmp, path)
+    return path

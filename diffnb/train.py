@@ -19,6 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .fast import FastModel, FastPath
+from .results import write_json
 
 CHECKPOINT_FORMAT = "diffnb-train-1"
 
@@ -464,7 +465,6 @@ class _RankBatches:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m diffnb.train``: see ``--help``. Returns 0 (bad arguments exit with 2)."""
-    import json
     import platform
 
     import torch.distributed as dist
@@ -565,9 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                 "torch": torch.__version__, "unet_params": n_params, "data": images.credit,
                 "image_size": images.image_size,
             }
-            tmp = summary_path.with_name(summary_path.name + ".tmp")
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
-            os.replace(tmp, summary_path)
+            write_json(summary_path, summary)
             rate = f"{images_per_second:,.0f} images/s" if images_per_second else "no new steps"
             resumed = f" (resumed from step {run.resumed_from})" if run.resumed_from else ""
             print(f"diffnb.train: {run.steps} steps{resumed} in {run.seconds:.1f} s, "

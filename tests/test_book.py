@@ -81,7 +81,6 @@ def test_teachers_page_shows_the_measured_chapter_times(html, executed_quick):
 
 
 def test_times_table_names_profiles_devices_and_gaps(tmp_path):
-    import json
     quick, gpu = tmp_path / "quick", tmp_path / "gpu"
     quick.mkdir()
     gpu.mkdir()
@@ -98,7 +97,6 @@ def test_times_table_names_profiles_devices_and_gaps(tmp_path):
 
 
 def test_recorded_times_merge_per_device_and_show_beside_the_build(tmp_path):
-    import json
     stems = [nb.stem for nb in build.notebooks()]
     run, kept = tmp_path / "run", tmp_path / "kept"
     run.mkdir()
@@ -127,7 +125,6 @@ def test_recorded_times_merge_per_device_and_show_beside_the_build(tmp_path):
 
 
 def test_speed_page_shows_every_recorded_benchmark(html):
-    import json
     page = (html / "book" / "speed.html").read_text()
     results = [json.loads(p.read_text()) for p in sorted(build.BENCHMARKS.glob("*.json"))]
     assert results, "benchmarks/ holds no result of python -m diffnb.bench"

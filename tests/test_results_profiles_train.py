@@ -396,3 +396,15 @@ def test_progress_wraps_an_iterable(capsys):
     assert list(progress(range(4), desc="progress-check")) == [0, 1, 2, 3]
     out = capsys.readouterr().out
     assert "progress-check" in out and "4/4" in out
+
+
+def test_write_json_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
+    import json
+
+    from diffnb.results import write_json
+
+    path = tmp_path / "deep" / "run.json"
+    assert write_json(path, {"b": 1, "a": [2]}) == path
+    write_json(path, {"b": 2, "a": 1}, indent=1, sort_keys=True)
+    assert path.read_text() == '{\n "a": 1,\n "b": 2\n}\n' and json.loads(path.read_text())["b"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["run.json"]

@@ -174,11 +174,9 @@ def record_times(out_dir: Path, folder: Path = RECORDED_TIMES, stems: list[str] 
     kept = json.loads(path.read_text()) if path.is_file() else {}
     for stem, entry in entries.items():
         kept.setdefault(entry["profile"], {})[stem] = entry
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    from diffnb.results import write_json
+
+    return write_json(path, kept, indent=1, sort_keys=True)
 
 
 def stage(executed: list[Path], src_dir: Path) -> Path:

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from diffnb.results import write_json
+
     [src] = build.notebooks([NOTEBOOK])
     seeds = {}
     for seed in args.seeds:
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                command=shlex.join(["python", "tools/seeds.py", *(argv if argv is not None else sys.argv[1:])]),
                seeds=seeds)
     recorded = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    args.out.write_text(json.dumps(merge(recorded, args.profile, run), indent=1) + "\n")
+    write_json(args.out, merge(recorded, args.profile, run), indent=1)
     print(f"wrote {len(seeds)} seed(s) of the {args.profile} profile to {args.out}")
     return 0
 
