@@ -14,13 +14,19 @@ Each switch is a field of ``FastPath``, so that the benchmark
   UNet. Off by default: compiling takes a minute or more and needs a C++ compiler on
   the CPU, so it pays only on long runs.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
+- ``max_batch``: without gradients (sampling, judging), the network sees at most this
+  many images per call, and larger batches are split into slices. A CPU works through a
+  slice of a few hundred small images inside its caches; a sampling batch of a thousand
+  spills out of them and runs markedly slower per image. The slices are cut and joined
+  back in order, so the outputs are those of one call, up to rounding.
 
 One more habit of the fast path is not a switch here but a property of
 ``diffnb.train.train``: it reads the loss back to the host only every ``log_every``
 steps, since each read makes the CPU wait for the GPU to finish.
 
-``FastPath.auto(device)`` is what the chapters use. On the CPU and on Apple MPS it is
-the plain float32 path with fused attention. A CPU with bfloat16 instructions (AVX512-BF16
+``FastPath.auto(device)`` is what the chapters use. On the CPU it is the plain float32
+path with fused attention and sampling batches cut into slices of 256 images; on Apple
+MPS, fused attention only. A CPU with bfloat16 instructions (AVX512-BF16
 or AMX, as on the book's CPU) does train faster under bfloat16 autocast, and the benchmark
 shows by how much; the chapters keep float32 there all the same, so that a seed gives the
 same numbers on every CPU.
@@ -33,11 +39,15 @@ effect from a bug).
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+
+CPU_MAX_BATCH = 256   # images per network call when sampling on the CPU
 
 
 @dataclass(frozen=True)
@@ -49,18 +59,26 @@ class FastPath:
     sdpa: bool = True
     compile: bool = False
     pinned: bool = False
+    max_batch: int | None = None
+
+    def __post_init__(self):
+        n = self.max_batch
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
+            raise ValueError(f"max_batch must be a positive integer or None, got {n!r}")
 
     @classmethod
     def auto(cls, device: torch.device | str) -> "FastPath":
         """The book's choice for ``device``: on a CUDA GPU everything but ``compile``
-        (``bf16`` only from compute capability 8.0, Ampere, on); elsewhere fused attention only.
+        (``bf16`` only from compute capability 8.0, Ampere, on); on the CPU fused attention
+        and ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only.
         ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)
         cuda = device.type == "cuda"
         bf16 = bf16_override()
         if bf16 is None:
             bf16 = cuda and bf16_supported(device)
-        return cls(bf16=bf16, channels_last=cuda, pinned=cuda)
+        return cls(bf16=bf16, channels_last=cuda, pinned=cuda,
+                   max_batch=CPU_MAX_BATCH if device.type == "cpu" else None)
 
     @classmethod
     def off(cls) -> "FastPath":
@@ -101,7 +119,8 @@ class FastModel(nn.Module):
     the same outputs, always float32.
 
     Converts ``model``'s weights to channels-last in place (when asked) and sets its
-    attention layers' kernel. ``module`` is the wrapped model: its ``state_dict`` is what
+    attention layers' kernel; with ``path.max_batch``, a call made without gradients on
+    more images than that is run slice by slice. ``module`` is the wrapped model: its ``state_dict`` is what
     checkpoints hold (``diffnb.train`` unwraps a ``FastModel``), and attributes the wrapper
     lacks are looked up there (``fast.in_channels`` is ``model.in_channels``).
     """
@@ -123,6 +142,12 @@ class FastModel(nn.Module):
         self.__dict__["_run"] = torch.compile(model) if path.compile else model
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        n = self.path.max_batch
+        if n is not None and len(x) > n and not torch.is_grad_enabled():
+            # positional tensors with one entry per image (such as t) are sliced alongside x
+            parts = [a.split(n) if torch.is_tensor(a) and a.ndim and len(a) == len(x)
+                     else itertools.repeat(a) for a in args]
+            return torch.cat([self(*part, **kwargs) for part in zip(x.split(n), *parts)])
         if self.path.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.path.bf16):

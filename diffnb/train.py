@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         auto = FastPath.auto(device)
         path = FastPath(bf16=auto.bf16 if args.amp is None else args.amp,
                         channels_last=auto.channels_last if args.channels_last is None else args.channels_last,
-                        compile=args.compile, pinned=auto.pinned)
+                        compile=args.compile, pinned=auto.pinned, max_batch=auto.max_batch)
         workers = args.workers if args.workers is not None else (
             min(4, cpu_threads() - 1) if device.type == "cuda" else 0)
         model = FastModel(model.to(device), path)

@@ -24,10 +24,45 @@ def _inputs(batch=3, size=8):
 
 
 def test_auto_is_the_plain_path_with_fused_attention_off_cuda():
-    assert FastPath.auto("cpu") == FastPath() == FastPath(sdpa=True)
-    assert FastPath.auto(torch.device("mps")) == FastPath()
+    assert FastPath.auto("cpu") == FastPath(max_batch=fast.CPU_MAX_BATCH) == FastPath(sdpa=True, max_batch=256)
+    assert FastPath.auto(torch.device("mps")) == FastPath() == FastPath(sdpa=True, max_batch=None)
     assert FastPath.off() == FastPath(sdpa=False)
-    assert not any(v for k, v in FastPath.auto("cpu").as_dict().items() if k != "sdpa")
+    assert not any(v for k, v in FastPath.auto("cpu").as_dict().items() if k not in ("sdpa", "max_batch"))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "256"])
+def test_max_batch_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match=rf"max_batch must be a positive integer or None, got {bad!r}"):
+        FastPath(max_batch=bad)
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, factor):
+        assert len(x) <= 4
+        return x * factor
+
+
+def test_a_large_batch_without_gradients_is_run_in_slices_with_the_same_outputs():
+    net = _unet()
+    calls = []
+    net.register_forward_hook(lambda m, args, out: calls.append((len(args[0]), args[1].shape)))
+    x, t = _inputs(batch=10)
+    sliced = FastModel(net, FastPath(max_batch=4))
+    with torch.no_grad():
+        expected = net(x, t)
+        calls.clear()
+        out = sliced(x, t)
+        assert calls == [(4, (4,)), (4, (4,)), (2, (2,))]   # t is sliced with x
+        scaled = FastModel(_Scale(), FastPath(max_batch=4))     # an argument shared by all images
+        assert torch.equal(scaled(x, 3.0), 3.0 * x) and torch.equal(scaled(x, torch.tensor(2.0)), 2.0 * x)
+    assert out.shape == expected.shape and torch.allclose(out, expected, atol=1e-6)
+    calls.clear()
+    sliced(x, t).sum().backward()       # with gradients: one call, as training needs
+    assert [n for n, _ in calls] == [10]
 
 
 @pytest.mark.parametrize("capability, bf16", [((8, 0), True), ((9, 0), True), ((7, 5), False)])
@@ -42,7 +77,7 @@ def test_the_environment_can_force_bf16_on_or_off(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setenv("DIFFNB_BF16", "1")
-    assert FastPath.auto("cpu") == FastPath(bf16=True) and FastPath.auto("cuda").bf16
+    assert FastPath.auto("cpu") == FastPath(bf16=True, max_batch=256) and FastPath.auto("cuda").bf16
     monkeypatch.setenv("DIFFNB_BF16", "0")
     assert FastPath.auto("cuda") == FastPath(channels_last=True, pinned=True)
     monkeypatch.setenv("DIFFNB_BF16", "yes")

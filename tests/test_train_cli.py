@@ -237,7 +237,7 @@ def test_fast_path_switches_and_loader_workers_reach_the_run(tmp_path):
     assert main(_args(fast, 2, 2, "--channels-last", "--no-amp", "--workers", "1")) == 0
     s_plain, s_fast = _summary(plain)["settings"], _summary(fast)["settings"]
     assert s_plain["fast_path"] == {"bf16": False, "channels_last": False, "sdpa": True, "compile": False,
-                                    "pinned": False}        # the CPU's default: FastPath.auto("cpu")
+                                    "pinned": False, "max_batch": 256}   # FastPath.auto("cpu")
     assert s_plain["workers"] == 0
     assert s_fast["fast_path"]["channels_last"] and s_fast["workers"] == 1
     # a worker process loads the same batches, and the checkpoint holds the plain UNet's weights
