@@ -120,9 +120,10 @@ class FastModel(nn.Module):
 
     Converts ``model``'s weights to channels-last in place (when asked) and sets its
     attention layers' kernel; with ``path.max_batch``, a call made without gradients on
-    more images than that is run slice by slice. ``module`` is the wrapped model: its ``state_dict`` is what
-    checkpoints hold (``diffnb.train`` unwraps a ``FastModel``), and attributes the wrapper
-    lacks are looked up there (``fast.in_channels`` is ``model.in_channels``).
+    more images than that is run slice by slice. ``module`` is the wrapped model: its
+    ``state_dict`` is what checkpoints hold (``diffnb.train`` unwraps a ``FastModel``),
+    and attributes the wrapper lacks are looked up there (``fast.in_channels`` is
+    ``model.in_channels``).
     """
 
     def __init__(self, model: nn.Module, path: FastPath | None = None):
