@@ -354,11 +354,14 @@ def summary_lines(result: dict) -> list[str]:
     book's default path (``FastPath.auto``) and of the fastest row, per size, and the time of
     a 20-step DDIM sample."""
     speed = _speedups(result)
-    auto = result["auto_fast_path"]
+    def switches(path):     # max_batch aside: no row sets it, and the rows' batches are never sliced
+        return {k: v for k, v in path.items() if k != "max_batch"}
+
+    auto = switches(result["auto_fast_path"])
     lines = []
     for size in sorted({r["size"] for r in result["rows"]}):
         rows = [r for r in result["rows"] if r["size"] == size]
-        default = next((r for r in rows if r["fast_path"] == auto and not r["losses_read_every_step"]), None)
+        default = next((r for r in rows if switches(r["fast_path"]) == auto and not r["losses_read_every_step"]), None)
         best = max(rows, key=lambda r: r["train_images_per_second"])
         parts = []
         if default is not None and (size, default["variant"]) in speed:
