@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -25,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .device import synchronize
-from .results import write_json
+from .results import slug, write_json
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1,
@@ -411,10 +410,6 @@ def results_markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 def _sizes(text: str) -> int:
     try:
         size = int(text)
@@ -469,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = args.variants or [v for v in VARIANT_NAMES if cuda or v != "+ torch.compile"]
     workers = args.workers if args.workers is not None else sorted({0, threads})
     command = "python -m diffnb.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out or f"benchmarks/{_slug(device_name(device))}.json")
+    out = Path(args.out or f"benchmarks/{slug(device_name(device))}.json")
 
     def write(result: dict, complete: bool = False) -> None:
         # rewritten after each size, so an interrupted run keeps its finished sizes

@@ -3,7 +3,8 @@
 ``record`` stores a value with myst-nb's ``glue`` (so the prose can quote it
 with ``{glue:text}`name:.3f```) without displaying it; ``read_results``
 collects every recorded value from an executed notebook. ``write_json`` writes
-the JSON files that tools and commands keep (benchmarks, run summaries, times).
+the JSON files that tools and commands keep (benchmarks, run summaries, times),
+named with ``slug`` where a device names them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ast
 import json
 import numbers
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +81,9 @@ def write_json(path: str | Path, data, *, indent: int = 2, sort_keys: bool = Fal
     tmp.write_text(json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def slug(text: str) -> str:
+    """``text`` as a file name: lower case, runs of other characters as one ``-``
+    ("NVIDIA H100 80GB HBM3" -> "nvidia-h100-80gb-hbm3")."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

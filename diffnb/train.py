@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import os
 import sys
@@ -521,9 +522,9 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cpu":            # the processes on this machine share its CPUs
             set_cpu_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         auto = FastPath.auto(device)
-        path = FastPath(bf16=auto.bf16 if args.amp is None else args.amp,
-                        channels_last=auto.channels_last if args.channels_last is None else args.channels_last,
-                        compile=args.compile, pinned=auto.pinned, max_batch=auto.max_batch)
+        path = dataclasses.replace(   # the device's default path, with the switches given
+            auto, bf16=auto.bf16 if args.amp is None else args.amp, compile=args.compile,
+            channels_last=auto.channels_last if args.channels_last is None else args.channels_last)
         workers = args.workers if args.workers is not None else (
             min(4, cpu_threads() - 1) if device.type == "cuda" else 0)
         model = FastModel(model.to(device), path)

@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -170,12 +169,12 @@ def record_times(out_dir: Path, folder: Path = RECORDED_TIMES, stems: list[str] 
     devices = {e["device"] for e in entries.values()}
     if len(devices) != 1:
         raise ValueError(f"{out_dir / TIMES} mixes devices {sorted(devices)}; record one device at a time")
-    path = folder / (re.sub(r"[^a-z0-9]+", "-", devices.pop().lower()).strip("-") + ".json")
+    from diffnb.results import slug, write_json
+
+    path = folder / f"{slug(devices.pop())}.json"
     kept = json.loads(path.read_text()) if path.is_file() else {}
     for stem, entry in entries.items():
         kept.setdefault(entry["profile"], {})[stem] = entry
-    from diffnb.results import write_json
-
     return write_json(path, kept, indent=1, sort_keys=True)
 
 
