@@ -249,7 +249,7 @@ def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT
                   partial: Callable[[dict], None] | None = None) -> dict:
     """Run the benchmark; returns what ``main`` writes as JSON (see ``format_table``).
 
-    ``partial``, if given, receives the result so far after each size, so that a run cut
+    ``partial``, if given, receives the result so far after each row, so that a run cut
     short keeps what it measured."""
     from .fast import FastPath, cpu_threads
     from .models import UNet
@@ -290,6 +290,8 @@ def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT
             row["peak_tflops"] = peak
             row["peak_fraction"] = row["train_tflops"] / peak if peak else None
             rows.append(row)
+            if partial:
+                partial(result())
         for w in workers:
             progress(f"{size} px, data loader, {w} workers ...")
             loaders.append(bench_loader(size, b, w, device=device, repeat=repeat))
@@ -395,7 +397,7 @@ def results_markdown(results: list[dict]) -> str:
                   f"Medians of {r['settings']['repeat']} timed runs after {r['settings']['warmup']} "
                   f"untimed ones; each run is {r['settings']['steps']} training steps or "
                   f"{r['settings']['sample_steps']} DDIM steps."
-                  + (" The run was cut short: it holds only the sizes shown." if r.get("incomplete") else ""), "",
+                  + (" The run was cut short: it holds only the rows shown." if r.get("incomplete") else ""), "",
                   format_table(r), *summary_lines(r), ""]
     gpu_sizes = {row["size"] for r in results if r["device"] == "cuda" for row in r["rows"]}
     if not gpu_sizes:
@@ -467,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"benchmarks/{slug(device_name(device))}.json")
 
     def write(result: dict, complete: bool = False) -> None:
-        # rewritten after each size, so an interrupted run keeps its finished sizes
+        # rewritten after each row, so an interrupted run keeps the rows it finished
         write_json(out, {**result, "command": command, **({} if complete else {"incomplete": True})})
 
     result = run_benchmark(

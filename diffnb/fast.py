@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -103,6 +104,28 @@ def bf16_supported(device: torch.device | str) -> bool:
     device = torch.device(device)
     return (device.type == "cuda" and torch.cuda.is_available()
             and torch.cuda.get_device_capability(device) >= (8, 0))
+
+
+@contextmanager
+def ieee_float32():
+    """Inside the block, float32 convolutions and matrix products on a CUDA GPU run in full
+    float32. By default PyTorch runs float32 convolutions on Ampere and later GPUs as TF32,
+    on inputs rounded to a 10-bit mantissa (float32 has 23): harmless for training and
+    sampling, too coarse for a check that two formulas agree over a thousand steps. On the
+    CPU and MPS the block changes nothing."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    if hasattr(cudnn, "conv"):      # torch 2.9 and later
+        settings = [(cudnn.conv, "fp32_precision", "ieee"), (matmul, "fp32_precision", "ieee")]
+    else:
+        settings = [(cudnn, "allow_tf32", False), (matmul, "allow_tf32", False)]
+    before = [getattr(obj, name) for obj, name, _ in settings]
+    for obj, name, value in settings:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for (obj, name, _), value in zip(settings, before):
+            setattr(obj, name, value)
 
 
 def set_sdpa(model: nn.Module, enabled: bool) -> nn.Module:

@@ -238,3 +238,25 @@ def test_set_cpu_threads(monkeypatch):
                 fast.set_cpu_threads(bad)
     finally:
         torch.set_num_threads(before)
+
+
+def test_ieee_float32_turns_tf32_off_inside_the_block_only():
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    with pytest.raises(RuntimeError, match="inside"):
+        with fast.ieee_float32():
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+            raise RuntimeError("inside")
+    assert (conv.fp32_precision, matmul.fp32_precision) == before
+
+
+def test_ieee_float32_uses_the_older_flags_where_torch_has_no_fp32_precision(monkeypatch):
+    class Flags:        # torch before 2.9: allow_tf32 only
+        allow_tf32 = True
+
+    cudnn, matmul = Flags(), Flags()
+    monkeypatch.setattr(torch.backends, "cudnn", cudnn)
+    monkeypatch.setattr(torch.backends.cuda, "matmul", matmul)
+    with fast.ieee_float32():
+        assert cudnn.allow_tf32 is False and matmul.allow_tf32 is False
+    assert cudnn.allow_tf32 is True and matmul.allow_tf32 is True
