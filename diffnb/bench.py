@@ -350,20 +350,26 @@ def format_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _default_and_best(result: dict, size: int) -> tuple[dict | None, dict]:
+    """The row of ``size`` that runs the book's default path (``FastPath.auto``), if any,
+    and the row that trains fastest."""
+    def switches(path):     # max_batch aside: no row sets it, and the rows' batches are never sliced
+        return {k: v for k, v in path.items() if k != "max_batch"}
+
+    auto = switches(result["auto_fast_path"])
+    rows = [r for r in result["rows"] if r["size"] == size]
+    default = next((r for r in rows if switches(r["fast_path"]) == auto and not r["losses_read_every_step"]), None)
+    return default, max(rows, key=lambda r: r["train_images_per_second"])
+
+
 def summary_lines(result: dict) -> list[str]:
     """What the fast path bought in ``result``, in sentences: the training speed-up of the
     book's default path (``FastPath.auto``) and of the fastest row, per size, and the time of
     a 20-step DDIM sample."""
     speed = _speedups(result)
-    def switches(path):     # max_batch aside: no row sets it, and the rows' batches are never sliced
-        return {k: v for k, v in path.items() if k != "max_batch"}
-
-    auto = switches(result["auto_fast_path"])
     lines = []
     for size in sorted({r["size"] for r in result["rows"]}):
-        rows = [r for r in result["rows"] if r["size"] == size]
-        default = next((r for r in rows if switches(r["fast_path"]) == auto and not r["losses_read_every_step"]), None)
-        best = max(rows, key=lambda r: r["train_images_per_second"])
+        default, best = _default_and_best(result, size)
         parts = []
         if default is not None and (size, default["variant"]) in speed:
             parts.append(f"the default path (row \"{default['variant']}\") trains "
@@ -377,15 +383,39 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
+# The aims for a GPU, for the 64-pixel UNet: the fastest path trains at least this many
+# times as fast as fp32 eager, and 20 DDIM steps make an image in under this many ms.
+AIM_SPEEDUP, AIM_DDIM20_MS = 3.0, 50.0
+
+
+def aim_lines(result: dict) -> list[str]:
+    """For a GPU run that reached the 64-pixel UNet, the measured figures against the
+    aims (``AIM_SPEEDUP``, ``AIM_DDIM20_MS``), each said to be met or not."""
+    speed = _speedups(result)
+    if result["device"] != "cuda" or (64, VARIANTS[0][0]) not in speed:
+        return []
+    default, best = _default_and_best(result, 64)
+    chosen = default or best
+    fast, ms = speed[(64, best["variant"])], chosen["ddim20_ms_per_image"]
+    return [f"Against the aims for the 64-pixel UNet: the fastest row trains {fast:.2f}x as fast as "
+            f"fp32 eager, where the aim is at least {AIM_SPEEDUP:g}x "
+            f"(**{'met' if fast >= AIM_SPEEDUP else 'not met'}**); 20 DDIM steps take {ms:.1f} ms per "
+            f"image on the {'default path' if default else 'fastest row'}, where the aim is under "
+            f"{AIM_DDIM20_MS:g} ms on an H100-class GPU (**{'met' if ms < AIM_DDIM20_MS else 'not met'}**).", ""]
+
+
 def results_markdown(results: list[dict]) -> str:
     """The book's page of measured speeds: for each benchmark result (JSON written by
     ``main``), its device, versions and table; then which figures are still unmeasured."""
     lines = []
     if not results:
         lines += ["No benchmark result has been recorded yet.", ""]
-    # GPUs first; for one device, the run of more sizes first
-    for r in sorted(results, key=lambda r: (r["device"] != "cuda", r["device_name"],
-                                            -len({row["size"] for row in r["rows"]}))):
+    # GPUs first; for one device, the run of more sizes first, then the smaller sizes
+    def order(r):
+        sizes = {row["size"] for row in r["rows"]}
+        return r["device"] != "cuda", r["device_name"], -len(sizes), min(sizes, default=0)
+
+    for r in sorted(results, key=order):
         v = r["versions"]
         sizes = sorted({row["size"] for row in r["rows"]})
         compiled = any(row["fast_path"]["compile"] for row in r["rows"])
@@ -398,7 +428,7 @@ def results_markdown(results: list[dict]) -> str:
                   f"untimed ones; each run is {r['settings']['steps']} training steps or "
                   f"{r['settings']['sample_steps']} DDIM steps."
                   + (" The run was cut short: it holds only the rows shown." if r.get("incomplete") else ""), "",
-                  format_table(r), *summary_lines(r), ""]
+                  format_table(r), *summary_lines(r), "", *aim_lines(r)]
     gpu_sizes = {row["size"] for r in results if r["device"] == "cuda" for row in r["rows"]}
     if not gpu_sizes:
         lines += ["No GPU has run the benchmark for this edition, so the GPU figures are unmeasured: "

@@ -78,6 +78,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             ema_decay=0.99,
             checkpoint_every=50,
             classifier_steps=100,     # the judge's training steps
+            classifier_downsamples=2, # the judge's halvings: features see 9x9 pixels
             n_samples=1000,           # generated images per Frechet distance (and per reference)
             ancestral_steps=20,       # steps of the chapter's ancestral sampler
             ddim_steps=(20, 5),       # the DDIM sweep (20 must be among them)
@@ -99,6 +100,7 @@ PROFILES: dict[str, dict[str, dict]] = {
             ema_decay=0.995,
             checkpoint_every=250,
             classifier_steps=500,
+            classifier_downsamples=2,
             n_samples=1000,
             ancestral_steps=50,
             ddim_steps=(50, 20, 10),
@@ -143,6 +145,17 @@ PROFILES: dict[str, dict[str, dict]] = {
             classifier_steps=500,
         ),
     },
+}
+
+# Chapter 4 on images of 28 pixels and up (MNIST, the default on a GPU, and hub sets):
+# there a digit spans more pixels than the 8x8 networks take in at once, so the UNet and
+# the judge get a third level (28 -> 14 -> 7), and the judge trains longer.
+PROFILES["images_large"] = {
+    profile: {**PROFILES["images"][profile], **changes}
+    for profile, changes in {
+        "quick": dict(unet=dict(base=32, mults=(1, 2, 2)), classifier_downsamples=3, classifier_steps=300),
+        "full": dict(unet=dict(base=32, mults=(1, 2, 2)), classifier_downsamples=3, classifier_steps=1000),
+    }.items()
 }
 
 

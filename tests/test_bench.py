@@ -166,6 +166,28 @@ def test_the_page_puts_gpus_first_and_reads_their_speed_up():
     assert "| of peak |" in page and "| 10.0% |" in page
     assert "- 64 pixels: the default path (row \"+ channels-last\") trains 4.00x as fast as fp32 eager" in page
     assert "20 DDIM steps take 10.0 ms per image in batches of 128." in page
+    assert ("the fastest row trains 4.00x as fast as fp32 eager, where the aim is at least 3x (**met**); "
+            "20 DDIM steps take 10.0 ms per image on the default path, where the aim is under 50 ms "
+            "on an H100-class GPU (**met**).") in page
+    assert page.count("Against the aims") == 1      # a CPU run is not held to the GPU's aims
+
+
+def test_the_aims_can_be_missed():
+    gpu = _result("cuda", "NVIDIA H100 80GB HBM3")
+    for row in gpu["rows"]:
+        if row["variant"] != "fp32 eager":
+            row["train_images_per_second"], row["ddim20_ms_per_image"] = 2500.0, 60.0
+    lines = bench.aim_lines(gpu)
+    assert "trains 2.50x as fast as fp32 eager, where the aim is at least 3x (**not met**)" in lines[0]
+    assert "60.0 ms per image on the default path, where the aim is under 50 ms" in lines[0]
+    assert lines[0].endswith("(**not met**).")
+    assert bench.aim_lines(_result("cuda", "NVIDIA H100 80GB HBM3", sizes=(32,))) == []
+
+
+def test_runs_of_one_device_appear_by_size():
+    runs = [_result("cuda", "NVIDIA H100 80GB HBM3", sizes=(n,)) for n in (128, 64, 32)]
+    page = bench.results_markdown(runs)
+    assert page.index(": 32 pixels") < page.index(": 64 pixels") < page.index(": 128 pixels")
 
 
 def test_an_interrupted_run_keeps_the_rows_it_finished(tmp_path, monkeypatch, one_thread):

@@ -296,6 +296,25 @@ def test_classifier_shapes_and_any_size():
         clf(torch.randn(5, 3, 8, 8))
 
 
+def test_classifier_downsamples_widen_what_a_feature_sees():
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 28, 28, requires_grad=True)
+    for downsamples, seen in ((2, 9), (3, 17)):
+        clf = Classifier(1, downsamples=downsamples).eval()
+        x.grad = None
+        # the centre feature of the last map, before pooling: which input pixels reach it
+        # through the convolutions (a group norm's statistics reach everywhere)
+        maps = x
+        for conv in (m for m in clf.body if isinstance(m, torch.nn.Conv2d)):
+            maps = conv(maps)
+        maps[0, :, maps.shape[2] // 2, maps.shape[3] // 2].sum().backward()
+        rows = (x.grad[0, 0].abs().sum(1) > 0).sum().item()
+        assert rows == seen and clf.features(x).shape == (1, 64)
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match=f"downsamples must be a positive integer, got {bad!r}"):
+            Classifier(1, downsamples=bad)
+
+
 def _scipy_fd(a, b):
     a, b = a.double().numpy(), b.double().numpy()
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)

@@ -259,6 +259,15 @@ def test_two_moons_values():
     assert {"train_steps", "batch_size", "lr", "n_eval", "n_draws", "n_refs", "n_floor_draws", "mc_copies"} <= set(vars(s))
 
 
+def test_images_large_changes_only_the_networks_and_the_judge():
+    for profile in PROFILE_NAMES:
+        small, large = vars(settings("images", profile)), vars(settings("images_large", profile))
+        changed = {k for k in small if small[k] != large[k]}
+        assert changed <= {"unet", "classifier_downsamples", "classifier_steps"}
+        assert len(large["unet"]["mults"]) == 3 and large["classifier_downsamples"] == 3
+        assert small["classifier_downsamples"] == 2 and large["classifier_steps"] >= small["classifier_steps"]
+
+
 def test_settings_returns_a_copy():
     s = settings("two_moons", "quick")
     s.train_steps = 1
