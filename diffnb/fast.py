@@ -15,10 +15,12 @@ Each switch is a field of ``FastPath``, so that the benchmark
   the CPU, so it pays only on long runs.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
 - ``max_batch``: without gradients (sampling, judging), the network sees at most this
-  many images per call, and larger batches are split into slices. A CPU works through a
-  slice of a few hundred small images inside its caches; a sampling batch of a thousand
-  spills out of them and runs markedly slower per image. The slices are cut and joined
-  back in order, so the outputs are those of one call, up to rounding.
+  many images per call, and larger batches are split into slices. On a CPU a sampling
+  batch of a thousand small images makes buffers of megabytes, which spill out of the
+  caches and which the C library may map fresh from the system on every call (page
+  faults); slices of a few hundred avoid both and run faster per image, by how much
+  depending on what the process allocated before. The slices are cut and joined back
+  in order, so the outputs are those of one call, up to rounding.
 
 One more habit of the fast path is not a switch here but a property of
 ``diffnb.train.train``: it reads the loss back to the host only every ``log_every``

@@ -12,8 +12,8 @@ class Classifier(nn.Module):
     A 3x3 convolution, then ``downsamples`` 3x3 convolutions that each halve the
     resolution, global average pooling and a linear layer. ``features(x)`` returns the
     pooled activations (B, width * 2), the penultimate layer in which the book measures
-    Frechet distances. Each feature sees a square of 9 pixels with the default two
-    halvings (all of an 8x8 digit), 17 with three (enough for a 28x28 MNIST digit).
+    Frechet distances. Each feature sees a 9x9 square of pixels with the default two
+    halvings (all of an 8x8 digit), 17x17 with three (enough for a 28x28 MNIST digit).
     Global pooling makes it work at any input size from 4 pixels up.
     """
 
