@@ -127,6 +127,7 @@ VARIANTS: list[tuple[str, dict, bool]] = [
     ("+ bf16 autocast", dict(pinned=True, bf16=True), False),
     ("+ channels-last", dict(pinned=True, bf16=True, channels_last=True), False),
     ("+ torch.compile", dict(pinned=True, bf16=True, channels_last=True, compile=True), False),
+    ("+ CUDA graphs", dict(pinned=True, bf16=True, channels_last=True, compile=True, cuda_graphs=True), False),
 ]
 VARIANT_NAMES = tuple(v[0] for v in VARIANTS)
 
@@ -218,8 +219,10 @@ def bench_variant(size: int, variant: tuple[str, dict, bool], *, device: torch.d
 
     warmup = max(warmup, 1) if path.compile else warmup      # the first call compiles
     train_s = timeit(lambda: run(steps), repeat=repeat, warmup=warmup, device=device)
-    # the tracker of CPU memory sees only what runs outside a compiled graph
-    memory = None if path.compile and device.type != "cuda" else peak_memory(lambda: run(1), device)
+    # the tracker of CPU memory sees only what runs outside a compiled graph, and CUDA graphs
+    # hold their memory in a pool taken when they were recorded, before the tracker starts
+    unseen = path.cuda_graphs or (path.compile and device.type != "cuda")
+    memory = None if unseen else peak_memory(lambda: run(1), device)
     sample_s = timeit(lambda: continuous.sample(model, log_snr, shape, sample_steps, sampler="ddim"),
                       repeat=repeat, warmup=warmup, device=device)
     per_step = sample_s / (sample_steps * batch) * 1e3
@@ -353,8 +356,11 @@ def format_table(result: dict) -> str:
 def _default_and_best(result: dict, size: int) -> tuple[dict | None, dict]:
     """The row of ``size`` that runs the book's default path (``FastPath.auto``), if any,
     and the row that trains fastest."""
+    from .fast import FastPath
+
     def switches(path):     # max_batch aside: no row sets it, and the rows' batches are never sliced
-        return {k: v for k, v in path.items() if k != "max_batch"}
+        # a switch newer than the JSON is missing from it, and was off
+        return {k: v for k, v in {**FastPath().as_dict(), **path}.items() if k != "max_batch"}
 
     auto = switches(result["auto_fast_path"])
     rows = [r for r in result["rows"] if r["size"] == size]
@@ -419,8 +425,10 @@ def results_markdown(results: list[dict]) -> str:
         v = r["versions"]
         sizes = sorted({row["size"] for row in r["rows"]})
         compiled = any(row["fast_path"]["compile"] for row in r["rows"])
+        graphs = any(row["fast_path"].get("cuda_graphs") for row in r["rows"])
         lines += [f"### {r['device_name']}: {', '.join(map(str, sizes))} pixels"
-                  + (", with torch.compile" if compiled else ""), "",
+                  + (", with torch.compile" if compiled else "")
+                  + (" and CUDA graphs" if graphs else ""), "",
                   f"Measured {r['date']} with torch {v['torch']}"
                   + (f" (CUDA {v['cuda']})" if r["device"] == "cuda" else "")
                   + f", Python {v['python']}, {r['settings']['threads']} CPU threads: `{r['command']}`. "
@@ -476,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     a("--device", choices=DEVICE_NAMES, default="auto", help="default: auto (CUDA, then MPS, then CPU)")
     a("--sizes", type=_sizes, nargs="+", default=list(BENCH_MODELS), help="image sizes; default: 32 64 128")
     a("--variants", nargs="+", choices=VARIANT_NAMES, default=None, metavar="VARIANT",
-      help=f"which rows to run, of: {'; '.join(VARIANT_NAMES)}; default: all (torch.compile on CUDA only)")
+      help=f"which rows to run, of: {'; '.join(VARIANT_NAMES)}; default: all "
+           "(torch.compile and CUDA graphs on CUDA only)")
     a("--batch-size", type=_count, default=None,
       help="images per step for every size; default: 256/128/64 on CUDA, 32/16/8 elsewhere")
     a("--steps", type=_count, default=None, help="training steps per timed run; default: 10 on CUDA, 3 elsewhere")
@@ -493,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--device {args.device}: {err}")
     threads = set_cpu_threads()
     cuda = device.type == "cuda"
-    variants = args.variants or [v for v in VARIANT_NAMES if cuda or v != "+ torch.compile"]
+    variants = args.variants or [name for name, fields, _ in VARIANTS if cuda or not fields.get("compile")]
     workers = args.workers if args.workers is not None else sorted({0, threads})
     command = "python -m diffnb.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out or f"benchmarks/{slug(device_name(device))}.json")

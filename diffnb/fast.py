@@ -13,6 +13,12 @@ Each switch is a field of ``FastPath``, so that the benchmark
 - ``compile``: ``torch.compile`` fuses the many small elementwise kernels of a small
   UNet. Off by default: compiling takes a minute or more and needs a C++ compiler on
   the CPU, so it pays only on long runs.
+- ``cuda_graphs``: with ``compile``, torch.compile's ``mode="reduce-overhead"``, which
+  records the compiled forward and backward passes as CUDA graphs and replays each
+  with one launch. A small UNet on a fast GPU is bound by the host, not the GPU: the
+  CPU spends longer launching each step's hundreds of kernels (cuDNN's convolutions
+  cost 0.1 ms or more of host time apiece) than the GPU spends running them, and a
+  replay removes that cost. A graph is recorded for each new input shape.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
 - ``max_batch``: without gradients (sampling, judging), the network sees at most this
   many images per call, and larger batches are split into slices. On a CPU a sampling
@@ -61,10 +67,14 @@ class FastPath:
     channels_last: bool = False
     sdpa: bool = True
     compile: bool = False
+    cuda_graphs: bool = False
     pinned: bool = False
     max_batch: int | None = None
 
     def __post_init__(self):
+        if self.cuda_graphs and not self.compile:
+            raise ValueError("cuda_graphs=True needs compile=True: torch.compile records the graphs "
+                             "(mode='reduce-overhead')")
         n = self.max_batch
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
             raise ValueError(f"max_batch must be a positive integer or None, got {n!r}")
@@ -165,7 +175,8 @@ class FastModel(nn.Module):
         if path.channels_last:
             model.to(memory_format=torch.channels_last)
         # kept out of the module tree, so that the state_dict holds each weight once
-        self.__dict__["_run"] = torch.compile(model) if path.compile else model
+        mode = "reduce-overhead" if path.cuda_graphs else "default"
+        self.__dict__["_run"] = torch.compile(model, mode=mode) if path.compile else model
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         n = self.path.max_batch
@@ -178,7 +189,8 @@ class FastModel(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.path.bf16):
             out = self._run(x, *args, **kwargs)
-        return out.float()
+        # a graph's replay writes its outputs into the same memory: hand out a copy
+        return out.to(torch.float32, copy=self.path.cuda_graphs)
 
     def __getattr__(self, name: str):
         try:

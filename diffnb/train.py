@@ -389,6 +389,9 @@ def _parser():
       help="channels-last (NHWC) memory format for the convolutions; default: on for CUDA only")
     a("--compile", action="store_true",
       help="torch.compile the UNet: a minute or more of compiling first, for faster steps on a GPU")
+    a("--cuda-graphs", action="store_true",
+      help="with --compile (implied), replay each step's kernels as CUDA graphs, which pays where the "
+           "host cannot launch them as fast as the GPU runs them (small UNets); one process only")
     a("--workers", type=int, default=None,
       help="data-loader worker processes; default: up to 4 on CUDA (keeping one CPU for the "
            "training process), 0 elsewhere")
@@ -490,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     if per_rank == 0:
         parser.error(f"--batch-size {args.batch_size} is below the number of processes ({world_size}): "
                      f"allowed batch sizes are {world_size} or more")
+    if world_size > 1 and args.cuda_graphs:
+        parser.error(f"--cuda-graphs with {world_size} processes: allowed with one process only "
+                     "(the gradients' all-reduce runs outside the graphs)")
     if world_size > 1 and device.type == "mps":
         parser.error("--device mps: several processes need CUDA or the CPU")
     checkpoint = Path(args.checkpoint or f"runs/{args.data.replace('/', '_')}{args.image_size}.pt")
@@ -523,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             set_cpu_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         auto = FastPath.auto(device)
         path = dataclasses.replace(   # the device's default path, with the switches given
-            auto, bf16=auto.bf16 if args.amp is None else args.amp, compile=args.compile,
+            auto, bf16=auto.bf16 if args.amp is None else args.amp,
+            compile=args.compile or args.cuda_graphs, cuda_graphs=args.cuda_graphs,
             channels_last=auto.channels_last if args.channels_last is None else args.channels_last)
         workers = args.workers if args.workers is not None else (
             min(4, cpu_threads() - 1) if device.type == "cuda" else 0)

@@ -202,6 +202,63 @@ def test_compiled_model_matches_the_eager_one():
     assert torch.allclose(out, expected, atol=1e-4)
 
 
+def test_cuda_graphs_need_compile():
+    with pytest.raises(ValueError, match=r"cuda_graphs=True needs compile=True"):
+        FastPath(cuda_graphs=True)
+    assert FastPath(compile=True, cuda_graphs=True).as_dict()["cuda_graphs"]
+    assert not FastPath.auto("cpu").cuda_graphs
+
+
+def test_cuda_graphs_compile_in_reduce_overhead_mode_and_hand_out_copies(monkeypatch):
+    # a graph's replay writes every output into the same memory; stand in for one
+    modes = []
+
+    class Replay(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model, self.buffer = model, None
+
+        def forward(self, x, t):
+            out = self.model(x, t)
+            if self.buffer is None:
+                self.buffer = torch.empty_like(out)
+            return self.buffer.copy_(out)
+
+    def fake_compile(model, mode="default"):
+        modes.append(mode)
+        return Replay(model)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    (x, t), (x2, t2) = _inputs(), _inputs(batch=3, size=8)
+    x2 = x2.flip(0)
+    eager = _unet()
+    with torch.no_grad():
+        FastModel(_unet(), FastPath(compile=True))
+        model = FastModel(_unet(), FastPath(compile=True, cuda_graphs=True))
+        a = model(x, t)
+        b = model(x2, t2)        # a replay must not change what the last call returned
+        assert torch.equal(a, eager(x, t)) and torch.equal(b, eager(x2, t2))
+    assert modes == ["default", "reduce-overhead"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphs_on_a_gpu_train_and_keep_each_output():
+    pytest.importorskip("torch._inductor")
+    x, t = (a.cuda() for a in _inputs(batch=4))
+    eager = _unet().cuda()
+    model = FastModel(_unet().cuda(), FastPath(compile=True, cuda_graphs=True))
+    with torch.no_grad():
+        outs = [model(x * k, t) for k in (1.0, 0.5, 1.0, 0.5)]    # later calls replay the graph
+        for k, out in zip((1.0, 0.5, 1.0, 0.5), outs):
+            assert torch.allclose(out, eager(x * k, t), atol=1e-3)
+    def loss(m, x):
+        t = torch.rand(len(x), device=x.device) * 10
+        return ((m(x, t) - x) ** 2).mean()
+
+    res = train(model, loss, lambda: torch.randn(4, 1, 8, 8, device="cuda"), steps=5, show_progress=False)
+    assert len(res.losses) == 5 and all(torch.isfinite(torch.tensor(res.losses)))
+
+
 def test_cpu_threads_reads_the_container_quota(tmp_path, monkeypatch):
     v2 = tmp_path / "v2"
     v2.mkdir()

@@ -237,13 +237,24 @@ def test_fast_path_switches_and_loader_workers_reach_the_run(tmp_path):
     assert main(_args(fast, 2, 2, "--channels-last", "--no-amp", "--workers", "1")) == 0
     s_plain, s_fast = _summary(plain)["settings"], _summary(fast)["settings"]
     assert s_plain["fast_path"] == {"bf16": False, "channels_last": False, "sdpa": True, "compile": False,
-                                    "pinned": False, "max_batch": 256}   # FastPath.auto("cpu")
+                                    "cuda_graphs": False, "pinned": False,
+                                    "max_batch": 256}   # FastPath.auto("cpu")
     assert s_plain["workers"] == 0
     assert s_fast["fast_path"]["channels_last"] and s_fast["workers"] == 1
     # a worker process loads the same batches, and the checkpoint holds the plain UNet's weights
     a, b = load_checkpoint(plain), load_checkpoint(fast)
     assert a["model"].keys() == b["model"].keys()
     assert a["losses"][0] == pytest.approx(b["losses"][0], rel=1e-5)
+
+
+def test_cuda_graphs_are_refused_with_several_processes(tmp_path, capsys, monkeypatch):
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_:
+        main(_args(tmp_path / "x.pt", 2, 2, "--cuda-graphs"))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--cuda-graphs with 2 processes: allowed with one process only" in err
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_negative_workers_are_refused(tmp_path, capsys):
