@@ -229,11 +229,11 @@ def test_cuda_graphs_compile_in_reduce_overhead_mode_and_hand_out_copies(monkeyp
         return Replay(model)
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    (x, t), (x2, t2) = _inputs(), _inputs(batch=3, size=8)
-    x2 = x2.flip(0)
+    x, t = _inputs()
+    x2, t2 = x.flip(0), t.flip(0)
     eager = _unet()
     with torch.no_grad():
-        FastModel(_unet(), FastPath(compile=True))
+        FastModel(_unet(), FastPath(compile=True))                    # the default mode
         model = FastModel(_unet(), FastPath(compile=True, cuda_graphs=True))
         a = model(x, t)
         b = model(x2, t2)        # a replay must not change what the last call returned
@@ -251,6 +251,7 @@ def test_cuda_graphs_on_a_gpu_train_and_keep_each_output():
         outs = [model(x * k, t) for k in (1.0, 0.5, 1.0, 0.5)]    # later calls replay the graph
         for k, out in zip((1.0, 0.5, 1.0, 0.5), outs):
             assert torch.allclose(out, eager(x * k, t), atol=1e-3)
+
     def loss(m, x):
         t = torch.rand(len(x), device=x.device) * 10
         return ((m(x, t) - x) ** 2).mean()
