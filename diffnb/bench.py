@@ -356,11 +356,8 @@ def format_table(result: dict) -> str:
 def _default_and_best(result: dict, size: int) -> tuple[dict | None, dict]:
     """The row of ``size`` that runs the book's default path (``FastPath.auto``), if any,
     and the row that trains fastest."""
-    from .fast import FastPath
-
     def switches(path):     # max_batch aside: no row sets it, and the rows' batches are never sliced
-        # a switch newer than the JSON is missing from it, and was off
-        return {k: v for k, v in {**FastPath().as_dict(), **path}.items() if k != "max_batch"}
+        return {k: v for k, v in path.items() if k != "max_batch"}
 
     auto = switches(result["auto_fast_path"])
     rows = [r for r in result["rows"] if r["size"] == size]

@@ -16,7 +16,7 @@ Each switch is a field of ``FastPath``, so that the benchmark
 - ``cuda_graphs``: with ``compile``, torch.compile's ``mode="reduce-overhead"``, which
   records the compiled forward and backward passes as CUDA graphs and replays each
   with one launch. A small UNet on a fast GPU is bound by the host, not the GPU: the
-  CPU spends longer launching each step's hundreds of kernels (cuDNN's convolutions
+  CPU spends longer launching each step's thousand-odd kernels (cuDNN's convolutions
   cost 0.1 ms or more of host time apiece) than the GPU spends running them, and a
   replay removes that cost. A graph is recorded for each new input shape.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
