@@ -20,6 +20,10 @@ Each switch is a field of ``FastPath``, so that the benchmark
   cost 0.1 ms or more of host time apiece) than the GPU spends running them, and a
   replay removes that cost. A graph is recorded for each new input shape.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
+- ``fused_adamw``: ``diffnb.train`` builds its AdamW with ``fused=True``, which updates
+  every weight in one pass over all of them. Without it PyTorch loops over the weights in
+  Python on the CPU (a UNet has a hundred or more weight tensors) and launches a few
+  kernels per group of weights on a GPU. The result differs only by rounding.
 - ``max_batch``: without gradients (sampling, judging), the network sees at most this
   many images per call, and larger batches are split into slices. On a CPU a sampling
   batch of a thousand small images makes buffers of megabytes, which spill out of the
@@ -33,8 +37,8 @@ One more habit of the fast path is not a switch here but a property of
 steps, since each read makes the CPU wait for the GPU to finish.
 
 ``FastPath.auto(device)`` is what the chapters use. On the CPU it is the plain float32
-path with fused attention and sampling batches cut into slices of 256 images; on Apple
-MPS, fused attention only. A CPU with bfloat16 instructions (AVX512-BF16
+path with fused attention, fused AdamW and sampling batches cut into slices of 256
+images; on Apple MPS, fused attention only. A CPU with bfloat16 instructions (AVX512-BF16
 or AMX, as on the book's CPU) does train faster under bfloat16 autocast, and the benchmark
 shows by how much; the chapters keep float32 there all the same, so that a seed gives the
 same numbers on every CPU.
@@ -69,6 +73,7 @@ class FastPath:
     compile: bool = False
     cuda_graphs: bool = False
     pinned: bool = False
+    fused_adamw: bool = False
     max_batch: int | None = None
 
     def __post_init__(self):
@@ -82,15 +87,15 @@ class FastPath:
     @classmethod
     def auto(cls, device: torch.device | str) -> "FastPath":
         """The book's choice for ``device``: on a CUDA GPU everything but ``compile``
-        (``bf16`` only from compute capability 8.0, Ampere, on); on the CPU fused attention
-        and ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only.
+        (``bf16`` only from compute capability 8.0, Ampere, on); on the CPU fused attention,
+        fused AdamW and ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only.
         ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)
         cuda = device.type == "cuda"
         bf16 = bf16_override()
         if bf16 is None:
             bf16 = cuda and bf16_supported(device)
-        return cls(bf16=bf16, channels_last=cuda, pinned=cuda,
+        return cls(bf16=bf16, channels_last=cuda, pinned=cuda, fused_adamw=device.type in ("cpu", "cuda"),
                    max_batch=CPU_MAX_BATCH if device.type == "cpu" else None)
 
     @classmethod

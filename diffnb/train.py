@@ -99,7 +99,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     are clipped to norm ``grad_clip``. With ``ema_decay``, an ``EMA`` of the weights is
     kept and returned as ``result.ema``. ``amp`` runs the forward pass under bfloat16
     autocast; by default it follows the ``FastModel`` the model is wrapped in, else
-    ``FastPath.auto(device)`` (on for CUDA GPUs from Ampere on).
+    ``FastPath.auto(device)`` (on for CUDA GPUs from Ampere on). The same fast path says
+    whether AdamW is fused (``fused_adamw``).
     The losses are read back from the device every ``log_every`` steps, not every step:
     each read makes the host wait for the GPU.
 
@@ -129,8 +130,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     next_batch = batches if callable(batches) and not hasattr(batches, "__next__") else iter(batches).__next__
     device = next(model.parameters()).device
     module = _unwrap(model)     # what checkpoints and the EMA hold
-    amp = _fast_path(model, device).bf16 if amp is None else amp
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    fast = _fast_path(model, device)
+    amp = fast.bf16 if amp is None else amp
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fast.fused_adamw)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, steps, warmup))
     ema = EMA(module, ema_decay) if ema_decay is not None else None
     losses: list[float] = []
@@ -387,6 +389,8 @@ def _parser():
       help="bfloat16 autocast for the forward pass; default: on for CUDA GPUs from Ampere on")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None,
       help="channels-last (NHWC) memory format for the convolutions; default: on for CUDA only")
+    a("--fused-adamw", action=argparse.BooleanOptionalAction, default=None,
+      help="AdamW's fused update of all weights at once; default: on for the CPU and CUDA")
     a("--compile", action="store_true",
       help="torch.compile the UNet: a minute or more of compiling first, for faster steps on a GPU")
     a("--cuda-graphs", action="store_true",
@@ -531,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         path = dataclasses.replace(   # the device's default path, with the switches given
             auto, bf16=auto.bf16 if args.amp is None else args.amp,
             compile=args.compile or args.cuda_graphs, cuda_graphs=args.cuda_graphs,
-            channels_last=auto.channels_last if args.channels_last is None else args.channels_last)
+            channels_last=auto.channels_last if args.channels_last is None else args.channels_last,
+            fused_adamw=auto.fused_adamw if args.fused_adamw is None else args.fused_adamw)
         workers = args.workers if args.workers is not None else (
             min(4, cpu_threads() - 1) if device.type == "cuda" else 0)
         model = FastModel(model.to(device), path)

@@ -60,6 +60,7 @@ import shlex  # noqa: E402
 from torch import nn  # noqa: E402
 
 from diffnb import bench  # noqa: E402
+from diffnb.fast import FastPath  # noqa: E402
 from diffnb.models import UNet  # noqa: E402
 
 
@@ -86,16 +87,17 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     out = tmp_path / "cpu.json"
     args = ["--device", "cpu", "--sizes", "32", "--batch-size", "2", "--steps", "1", "--sample-steps", "1",
             "--repeat", "1", "--warmup", "0", "--workers", "0",
-            "--variants", "fp32 eager", "+ SDPA attention", "+ bf16 autocast", "--out", str(out)]
+            "--variants", "fp32 eager", "+ fused AdamW", "+ bf16 autocast", "--out", str(out)]
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["versions"]["torch"] == torch.__version__
     assert result["command"] == "python -m diffnb.bench " + shlex.join(args)    # pastes back as it ran
     assert "'fp32 eager'" in result["command"]
-    assert [r["variant"] for r in result["rows"]] == ["fp32 eager", "+ SDPA attention", "+ bf16 autocast"]
-    fp32, sdpa, bf16 = result["rows"]
-    assert fp32["losses_read_every_step"] and not sdpa["losses_read_every_step"]
-    assert not fp32["fast_path"]["sdpa"] and sdpa["fast_path"]["sdpa"] and bf16["fast_path"]["bf16"]
+    assert [r["variant"] for r in result["rows"]] == ["fp32 eager", "+ fused AdamW", "+ bf16 autocast"]
+    fp32, fused, bf16 = result["rows"]
+    assert fp32["losses_read_every_step"] and not fused["losses_read_every_step"]
+    assert not fp32["fast_path"]["sdpa"] and not fp32["fast_path"]["fused_adamw"]
+    assert fused["fast_path"]["sdpa"] and fused["fast_path"]["fused_adamw"] and bf16["fast_path"]["bf16"]
     assert not any(r["fast_path"]["pinned"] for r in result["rows"])     # no pinning without CUDA
     for r in result["rows"]:
         assert r["train_images_per_second"] > 0 and r["sample_ms_per_image_step"] > 0
@@ -111,7 +113,7 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     assert "of peak" not in printed          # no data-sheet peak for a CPU: no empty column
     page = bench.results_markdown([result])
     assert f"### {result['device_name']}: 32 pixels\n" in page and "No GPU has run the benchmark" in page
-    assert "- 32 pixels: the default path (row \"+ SDPA attention\") trains" in page
+    assert "- 32 pixels: the default path (row \"+ fused AdamW\") trains" in page
 
 
 @pytest.mark.parametrize("args, message", [
@@ -139,20 +141,20 @@ def test_the_page_says_what_is_unmeasured_without_results():
     assert "No benchmark result has been recorded yet." in page and "No GPU has run the benchmark" in page
 
 
-def _result(device, name, sizes=(64,), compile_=False):
+def _result(device, name, sizes=(64,)):
     rows = []
     for size in sizes:
-        for variant, fields, sync in bench.VARIANTS[:1] + bench.VARIANTS[5:6]:
-            path = {**dict(bf16=False, channels_last=False, sdpa=True, compile=compile_, pinned=False), **fields}
+        for variant, fields, sync in (v for v in bench.VARIANTS if v[0] in ("fp32 eager", "+ channels-last")):
+            path = FastPath(**fields).as_dict()
             fast = variant != "fp32 eager"
             rows.append({"size": size, "variant": variant, "fast_path": path, "losses_read_every_step": sync,
                          "batch": 128, "train_images_per_second": 4000.0 if fast else 1000.0,
                          "peak_memory_mb": 100.0, "sample_ms_per_image_step": 0.5 if fast else 1.0,
                          "ddim20_ms_per_image": 10.0 if fast else 20.0, "train_tflops": 100.0 if fast else 25.0,
                          "peak_fraction": (0.1 if fast else 0.4) if device == "cuda" else None})
-    auto = dict(bf16=True, channels_last=True, sdpa=True, compile=False, pinned=True) if device == "cuda" \
-        else dict(bf16=False, channels_last=False, sdpa=True, compile=False, pinned=False)
-    return {"device": device, "device_name": name, "auto_fast_path": auto, "date": "2026-11-22",
+    auto = FastPath(bf16=True, channels_last=True, pinned=True, fused_adamw=True) if device == "cuda" \
+        else FastPath(fused_adamw=True, max_batch=256)
+    return {"device": device, "device_name": name, "auto_fast_path": auto.as_dict(), "date": "2026-11-22",
             "versions": {"torch": torch.__version__, "cuda": "13.0", "python": "3.11"}, "command": "x",
             "settings": {"threads": 2, "repeat": 5, "warmup": 2, "steps": 10, "sample_steps": 10},
             "rows": rows, "loader": [], "threads": []}

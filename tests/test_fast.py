@@ -24,11 +24,12 @@ def _inputs(batch=3, size=8):
 
 
 def test_auto_is_the_plain_path_with_fused_attention_off_cuda():
-    assert FastPath.auto("cpu") == FastPath(max_batch=fast.CPU_MAX_BATCH)
-    assert fast.CPU_MAX_BATCH == 256 and FastPath().sdpa
+    assert FastPath.auto("cpu") == FastPath(fused_adamw=True, max_batch=fast.CPU_MAX_BATCH)
+    assert fast.CPU_MAX_BATCH == 256 and FastPath().sdpa and not FastPath().fused_adamw
     assert FastPath.auto(torch.device("mps")) == FastPath() == FastPath(sdpa=True, max_batch=None)
     assert FastPath.off() == FastPath(sdpa=False)
-    assert not any(v for k, v in FastPath.auto("cpu").as_dict().items() if k not in ("sdpa", "max_batch"))
+    assert not any(v for k, v in FastPath.auto("cpu").as_dict().items()
+                   if k not in ("sdpa", "fused_adamw", "max_batch"))
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "256"])
@@ -71,16 +72,17 @@ def test_auto_on_cuda_uses_bf16_only_where_the_gpu_has_it(monkeypatch, capabilit
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     path = FastPath.auto("cuda")
-    assert path == FastPath(bf16=bf16, channels_last=True, sdpa=True, compile=False, pinned=True)
+    assert path == FastPath(bf16=bf16, channels_last=True, sdpa=True, compile=False, pinned=True, fused_adamw=True)
 
 
 def test_the_environment_can_force_bf16_on_or_off(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setenv("DIFFNB_BF16", "1")
-    assert FastPath.auto("cpu") == FastPath(bf16=True, max_batch=256) and FastPath.auto("cuda").bf16
+    assert FastPath.auto("cpu") == FastPath(bf16=True, fused_adamw=True, max_batch=256)
+    assert FastPath.auto("cuda").bf16
     monkeypatch.setenv("DIFFNB_BF16", "0")
-    assert FastPath.auto("cuda") == FastPath(channels_last=True, pinned=True)
+    assert FastPath.auto("cuda") == FastPath(channels_last=True, pinned=True, fused_adamw=True)
     monkeypatch.setenv("DIFFNB_BF16", "yes")
     with pytest.raises(ValueError, match=r"DIFFNB_BF16='yes': allowed values are 1 .*, 0 .* or unset"):
         FastPath.auto("cpu")
@@ -159,7 +161,7 @@ def _run(tmp_path, model, steps=6, **kw):
 
 
 def test_training_a_fast_model_equals_training_the_model(tmp_path):
-    plain, wrapped = _unet(), FastModel(_unet(), FastPath())
+    plain, wrapped = _unet(), FastModel(_unet(), FastPath.auto("cpu"))     # the plain model's default
     res_plain = _run(tmp_path / "a", plain)
     res_fast = _run(tmp_path / "b", wrapped)
     assert res_fast.losses == res_plain.losses
@@ -167,6 +169,18 @@ def test_training_a_fast_model_equals_training_the_model(tmp_path):
     assert list(saved) == list(plain.state_dict())          # the plain weights: no "module." prefix
     assert all(torch.equal(saved[k], v) for k, v in plain.state_dict().items())
     assert type(res_fast.ema) is UNet
+
+
+def test_adamw_is_fused_as_the_fast_path_says_which_changes_only_rounding(tmp_path):
+    losses = {}
+    for fused in (False, True):
+        losses[fused] = _run(tmp_path / str(fused), FastModel(_unet(), FastPath(fused_adamw=fused)), steps=3).losses
+        group = load_checkpoint(tmp_path / str(fused) / "ck.pt")["optimizer"]["param_groups"][0]
+        assert bool(group["fused"]) is fused
+    assert losses[True][0] == losses[False][0]          # the same weights and batch before any update
+    assert losses[True][1] == pytest.approx(losses[False][1], rel=1e-5)     # after one update
+    _run(tmp_path / "plain", _unet(), steps=1)     # a model outside a FastModel follows FastPath.auto
+    assert load_checkpoint(tmp_path / "plain" / "ck.pt")["optimizer"]["param_groups"][0]["fused"]
 
 
 def test_a_channels_last_checkpoint_loads_into_a_plain_model_and_resumes(tmp_path):
