@@ -107,7 +107,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     With ``checkpoint`` (a file path), the whole state is written there atomically every
     ``checkpoint_every`` steps and at the end: weights, EMA, optimizer, learning-rate
     schedule, random-number state, losses so far and, if ``batches`` has a
-    ``state_dict``, its position. ``resume=True`` continues from that file if it exists;
+    ``state_dict``, its position. ``resume=True`` continues from that file if it exists,
+    with the checkpoint's AdamW settings (fused or not, whatever the fast path says now);
     on CPU the resumed run ends with the same weights as an uninterrupted one. A file that
     cannot be read or does not fit the model raises before anything is written.
 

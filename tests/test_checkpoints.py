@@ -63,6 +63,21 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     assert not _same_weights(model, _model(seed=99))
 
 
+def test_a_resumed_run_keeps_the_adamw_of_its_checkpoint(tmp_path):
+    from diffnb.fast import FastModel, FastPath
+
+    def wrapped(fused, seed=0):
+        return FastModel(_model(seed), FastPath(fused_adamw=fused))
+
+    for fused in (False, True):     # the run began with one AdamW and resumes under the other path
+        ref_model, _ = _run(tmp_path, name=f"ref{fused}.pt", model=wrapped(fused))
+        with pytest.raises(Interrupt):
+            _run(tmp_path, stop_at=17, name=f"ck{fused}.pt", model=wrapped(fused))
+        model, res = _run(tmp_path, resume=True, name=f"ck{fused}.pt", model=wrapped(not fused, seed=99))
+        assert res.resumed_from == 10 and _same_weights(model, ref_model)
+        assert bool(load_checkpoint(tmp_path / f"ck{fused}.pt")["optimizer"]["param_groups"][0]["fused"]) is fused
+
+
 def test_resume_with_image_batches_follows_the_same_stream(tmp_path):
     ds = data.image_dataset(torch.randint(0, 256, (40, 4, 4), dtype=torch.uint8).numpy())
     ds = ds.with_transform(data._tensor_transform(4, 1))
