@@ -102,8 +102,9 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str | None = No
 #
 # Times the book's UNets at 32, 64 and 128 pixels on the fast path, one switch at a time:
 # training images per second (forward, backward, AdamW step: diffnb.train.train itself),
-# peak memory, sampling milliseconds per image per step (diffnb.continuous.sample, DDIM),
-# and FLOPs counted by torch.utils.flop_counter. Prints a table and writes JSON.
+# peak memory, sampling milliseconds per image per step (diffnb.continuous.sample, DDIM) in a
+# batch and for one image alone, and FLOPs counted by torch.utils.flop_counter. Prints a
+# table and writes JSON.
 
 BENCH_MODELS: dict[int, tuple[str, dict]] = {
     32: ("chapter 3's default UNet: 1 channel, base 16, mults 1-2-4",
