@@ -532,12 +532,11 @@ def main(argv: list[str] | None = None) -> int:
         log_snr = log_snr_schedule(args.schedule, resolution=resolution, base=base[0] if len(base) == 1 else base)
         if device.type == "cpu":            # the processes on this machine share its CPUs
             set_cpu_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        auto = FastPath.auto(device)
+        given = {k: v for k, v in dict(bf16=args.amp, channels_last=args.channels_last,
+                                       fused_adamw=args.fused_adamw).items() if v is not None}
         path = dataclasses.replace(   # the device's default path, with the switches given
-            auto, bf16=auto.bf16 if args.amp is None else args.amp,
-            compile=args.compile or args.cuda_graphs, cuda_graphs=args.cuda_graphs,
-            channels_last=auto.channels_last if args.channels_last is None else args.channels_last,
-            fused_adamw=auto.fused_adamw if args.fused_adamw is None else args.fused_adamw)
+            FastPath.auto(device), compile=args.compile or args.cuda_graphs, cuda_graphs=args.cuda_graphs,
+            **given)
         workers = args.workers if args.workers is not None else (
             min(4, cpu_threads() - 1) if device.type == "cuda" else 0)
         model = FastModel(model.to(device), path)

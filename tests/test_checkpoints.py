@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from diffnb import data
+from diffnb.fast import FastModel, FastPath
 from diffnb.train import CHECKPOINT_FORMAT, EMA, load_checkpoint, train
 
 
@@ -64,8 +65,6 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 
 
 def test_a_resumed_run_keeps_the_adamw_of_its_checkpoint(tmp_path):
-    from diffnb.fast import FastModel, FastPath
-
     def wrapped(fused, seed=0):
         return FastModel(_model(seed), FastPath(fused_adamw=fused))
 
