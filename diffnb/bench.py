@@ -427,6 +427,14 @@ def aim_lines(result: dict) -> list[str]:
             f"{AIM_DDIM20_MS:g} ms on an H100-class GPU (**{'met' if ms < AIM_DDIM20_MS else 'not met'}**).", ""]
 
 
+def _shown_command(command: str) -> str:
+    """``command`` without its ``--out`` file: where a run wrote its JSON on its own machine
+    says nothing about the measurement (the file is in ``benchmarks/`` now)."""
+    words = shlex.split(command)
+    return shlex.join(w for i, w in enumerate(words)
+                      if not (w == "--out" or w.startswith("--out=") or (i and words[i - 1] == "--out")))
+
+
 def results_markdown(results: list[dict]) -> str:
     """The book's page of measured speeds: for each benchmark result (JSON written by
     ``main``), its device, versions and table; then which figures are still unmeasured."""
@@ -448,7 +456,8 @@ def results_markdown(results: list[dict]) -> str:
                   + (" and CUDA graphs" if graphs else ""), "",
                   f"Measured {r['date']} with torch {v['torch']}"
                   + (f" (CUDA {v['cuda']})" if r["device"] == "cuda" else "")
-                  + f", Python {v['python']}, {r['settings']['threads']} CPU threads: `{r['command']}`. "
+                  + f", Python {v['python']}, {r['settings']['threads']} CPU threads: "
+                  f"`{_shown_command(r['command'])}`. "
                   f"Medians of {r['settings']['repeat']} timed runs after {r['settings']['warmup']} "
                   f"untimed ones; each run is {r['settings']['steps']} training steps or "
                   f"{r['settings']['sample_steps']} DDIM steps."

@@ -98,7 +98,8 @@ def min_snr_weight(log_snr: torch.Tensor, gamma: float = 5.0, parameterisation: 
 
     Formed from lambda in log space, so no SNR = exp(lambda) is ever built (it
     overflows float16 past lambda = 11, float32 past 88).
-    (The 1 / (1 + min(SNR, gamma)) of one seed notebook is none of these.)
+    (1 / (1 + min(SNR, gamma)), which some implementations apply to the epsilon-error of a
+    v-model, is none of these.)
     """
     _check_parameterisation(parameterisation)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma < math.inf:

@@ -842,7 +842,7 @@ def _min_snr_wrong(case: _Case) -> Iterator[Wrong]:
     lam = log_snr.detach().to("cpu", torch.float64)
     snr = lam.exp()                  # at most exp(15) ~ 3.3e6 here: no overflow
     asked = f"parameterisation = {p!r} asks for {MIN_SNR_FORMULA[p]} ({MIN_SNR_WHY[p]})"
-    yield "seed_rule", ("the output equals 1 / (1 + min(SNR, gamma)), the rule one source applies; it is not "
+    yield "seed_rule", ("the output equals 1 / (1 + min(SNR, gamma)), a rule some tutorials apply; it is not "
                         "the published min-SNR-gamma weight (Hang et al., 2023), which caps the x-MSE weight "
                         f"SNR at gamma: {asked}."), lambda: 1 / (1 + snr.clamp(max=gamma))
     for other in MIN_SNR_PARAMETERISATIONS:

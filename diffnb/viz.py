@@ -60,7 +60,7 @@ def show_images(images, titles=None, *, ncols: int | None = None, size: float = 
 
     ``titles`` labels every panel; for a table of images, ``col_titles`` labels
     the columns and ``row_labels`` the rows instead. Noised images leave
-    [-1, 1]: values outside are clipped for display, as in the sources.
+    [-1, 1]: values outside are clipped for display.
     """
     images = list(images)
     if not images:

@@ -240,3 +240,13 @@ def test_the_page_names_the_gpu_sizes_still_unmeasured():
     assert "The run was cut short: it holds only the rows shown." in page
     page = bench.results_markdown([result("cuda", [32, 64])])
     assert "64-pixel UNet yet" not in page and "No GPU has run" not in page
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("python -m diffnb.bench --sizes 64 --out /root/out/bench_64.json", "python -m diffnb.bench --sizes 64"),
+    ("python -m diffnb.bench --out=/tmp/b.json --variants 'fp32 eager' '+ CUDA graphs'",
+     "python -m diffnb.bench --variants 'fp32 eager' '+ CUDA graphs'"),
+    ("python -m diffnb.bench --device cpu --repeat 5", "python -m diffnb.bench --device cpu --repeat 5"),
+])
+def test_the_page_shows_each_command_without_the_file_it_wrote(command, shown):
+    assert bench._shown_command(command) == shown

@@ -90,7 +90,7 @@ class ConvNextBlock(nn.Module):
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         h = self.ds_conv(x)
         if self.time_mlp is not None and time_emb is not None:
-            # h + time: one source writes h = time here, which throws the image away
+            # h + time: writing h = time here, a slip seen in published code, throws the image away
             h = h + rearrange(self.time_mlp(time_emb), "b c -> b c 1 1")
         return self.net(h) + self.res_conv(x)
 
@@ -280,12 +280,12 @@ class UNet(nn.Module):
 
 
 class BasicUNet(nn.Module):
-    """The minimal UNet of the diffusion course's first unit: three 5x5 convolutions
+    """A minimal UNet as introductory courses write it: three 5x5 convolutions
     down (with 2x max-pooling), three up (with 2x upsampling), skip connections
     added, SiLU after every layer, and no time input. H and W must be multiples of 4.
 
-    As in the source, the last layer is followed by SiLU too, so the output is
-    at least -0.28: fine for predicting images in [0, 1], the source's use.
+    The last layer is followed by SiLU too, as in that common form, so the output is
+    at least -0.28: fine for predicting images in [0, 1], its usual task.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None):
