@@ -75,7 +75,7 @@ def check_unet(r: dict) -> None:
     assert 0.8 < r["attention_memory_slope_linear"] < 1.2, r
     assert r["attention_time_slope_full"] > r["attention_time_slope_linear"] + 0.4, r
     assert r["attention_cost_ratio_64px"] > 10, r
-    # the default UNet the later chapters train
+    # the default UNet the chapter measures (the later chapters train variants of it)
     assert 500_000 < r["unet_params"] < 1_200_000, r
     assert r["unet_steps_per_second_32px"] > 0
     # both networks learn to denoise: far below the loss of the noisy input itself
@@ -100,6 +100,10 @@ def check_training_images(r: dict) -> None:
     # quick profile target: the samples are much closer to real digits than noise is
     assert r["fd"] <= 0.25 * r["fd_noise"], r
     assert r["fd_ddim_20"] <= 0.25 * r["fd_noise"], r
+    # the text: DDIM-20 against the ancestral sampler as a ratio of means over their sets
+    assert r["fd_ddim_20_mean_ratio"] == pytest.approx(r["fd_ddim_20_mean"] / r["fd"], rel=1e-5)
+    # the text: the resumed demonstration run redoes steps taken after the last checkpoint
+    assert r["demo_redone"] == r["demo_stop_at"] - 1 - r["demo_checkpoint"] >= 1, r
     assert 0 < r["sample_confidence"] <= 1 and 1 <= r["classes_covered"] <= 10, r
     assert r["train_seconds"] > 0 and r["train_images_per_second"] > 0, r
     for kind in ("mse", "l1", "huber"):
