@@ -63,6 +63,14 @@ def test_colab_launch_button_points_at_the_source_notebook(html):
     assert "colab.research.google.com/github/diffnb/diffusion-book/blob/main/notebooks/01_two_moons.ipynb" in page
 
 
+def test_contents_sidebars_show_titles_not_document_paths(html):
+    """A heading made of a bare {doc} role shows its target path in the page's contents."""
+    for page in html.rglob("*.html"):
+        entries = re.findall(r'class="reference internal nav-link" href="#[^"]*">(.*?)</a>', page.read_text())
+        raw = [e for e in entries if "../" in e or ".ipynb" in e]
+        assert not raw, f"{page.relative_to(html)}: contents entries {raw}"
+
+
 def test_teachers_page_shows_the_measured_chapter_times(html, executed_quick):
     page = (html / "book" / "teachers.html").read_text()
     assert "quick profile: measured on CPU" in page

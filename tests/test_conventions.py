@@ -62,6 +62,18 @@ def test_toc_lists_every_notebook():
         assert f"notebooks/{path.stem}" in toc
 
 
+def test_teachers_page_heads_each_chapter_with_its_title_in_order():
+    heads = re.findall(r"^### \[(.+)\]\(\.\./notebooks/(\w+)\.ipynb\)$",
+                       (ROOT / "book" / "teachers.md").read_text(), flags=re.M)
+    titles = []
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        title = next(line for c in cells if c.cell_type == "markdown"
+                     for line in c.source.splitlines() if line.startswith("# "))
+        titles.append((title[2:], path.stem))
+    assert heads == titles
+
+
 def test_colab_launch_buttons_enabled():
     assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
 

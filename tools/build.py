@@ -66,6 +66,11 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
     """
     import nbformat
     import papermill
+    from traitlets.config import Config
+
+    # Encrypt the kernel's local connection where the kernel supports it: ipykernel 7.3 and
+    # later print a warning on every start that runs over plain TCP.
+    kernel_config = Config({"KernelManager": {"transport_encryption": "auto"}})
 
     out_dir.mkdir(parents=True, exist_ok=True)
     times_file = out_dir / TIMES
@@ -82,7 +87,7 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
             papermill.execute_notebook(
                 str(src), str(dst), parameters=params,
                 cwd=cwd, kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-                coalesce_streams=True)
+                coalesce_streams=True, config=kernel_config)
         nb = nbformat.read(dst, as_version=4)
         for cell in nb.cells:
             tags = cell.metadata.get("tags", [])
