@@ -66,11 +66,13 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
     """
     import nbformat
     import papermill
+    import zmq
     from traitlets.config import Config
 
-    # Encrypt the kernel's local connection where the kernel supports it: ipykernel 7.3 and
-    # later print a warning on every start that runs over plain TCP.
-    kernel_config = Config({"KernelManager": {"transport_encryption": "auto"}})
+    # Encrypt the kernel's local connection where the kernel and pyzmq support it: ipykernel
+    # 7.3 and later print a warning on every start that runs over plain TCP. ("auto" is an
+    # error when pyzmq lacks CurveZMQ.)
+    kernel_config = Config({"KernelManager": {"transport_encryption": "auto"}} if zmq.has("curve") else {})
 
     out_dir.mkdir(parents=True, exist_ok=True)
     times_file = out_dir / TIMES
