@@ -117,7 +117,7 @@ def check_simple_diffusion(r: dict) -> None:
     assert r["conversion_round_trip_error"] < 1e-9, r
     # pooling upsampled digits by 4 raises the log-SNR by about 2 log 4 = 2.77 (a little less)
     assert 2.3 < r["pooled_log_snr_gain"] < 2.8, r
-    # the source's weighting puts hundreds of times more weight on nearly clean inputs
+    # the 1 / (1 + min(SNR, gamma)) rule puts hundreds of times more weight on nearly clean inputs
     assert r["seed_rule_ratio_lambda10"] > 100, r
     # with the exact denoiser the ancestral sampler narrows with few steps, and not with many
     assert r["exact_ancestral_std_10"] < r["exact_ancestral_std_250"], r
