@@ -41,7 +41,8 @@ path with fused attention, fused AdamW and sampling batches cut into slices of 2
 images; on Apple MPS, fused attention only. A CPU with bfloat16 instructions (AVX512-BF16
 or AMX, as on the book's CPU) does train faster under bfloat16 autocast, and the benchmark
 shows by how much; the chapters keep float32 there all the same, so that a seed gives the
-same numbers on every CPU.
+same numbers on every CPU. (A CPU without them, AVX2 only, runs bfloat16 convolutions
+through slow reference kernels.)
 
 The environment variable ``DIFFNB_BF16`` overrides the ``bf16`` choice of ``auto``: ``1``
 turns bfloat16 autocast on for every device (so a CPU can run a chapter with a GPU's
