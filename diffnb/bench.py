@@ -170,7 +170,8 @@ def count_flops(model, loss_fn, x) -> tuple[int, int]:
 
 
 def device_name(device: torch.device) -> str:
-    """The device in words: the GPU's name, or the CPU's model and the threads torch uses."""
+    """The device in words: the GPU's name, or the CPU's model, the vector instructions torch's
+    kernels use (AVX2, AVX512: only the latter run bfloat16 at speed) and its threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
@@ -183,7 +184,7 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU ({model}), {torch.get_num_threads()} threads"
+    return f"CPU ({model}, {torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
 
 
 def _loss_fn():

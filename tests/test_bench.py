@@ -104,6 +104,8 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
         assert r["peak_memory_mb"] > 0 and r["train_tflops"] > 0 and r["peak_fraction"] is None
         assert r["ddim20_ms_per_image"] == pytest.approx(20 * r["sample_ms_per_image_step"])
         assert r["ddim20_ms_one_image"] > 0
+    # the CPU's vector instructions: AVX2 or AVX512 decide whether bfloat16 runs at speed
+    assert f", {torch.backends.cpu.get_cpu_capability()}), " in result["device_name"]
     model = result["models"]["32"]
     assert model["parameters"] == sum(p.numel() for p in UNet(**bench.BENCH_MODELS[32][1]).parameters())
     assert 2 < model["gflop_per_image_train"] / model["gflop_per_image_forward"] < 4
