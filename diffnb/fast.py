@@ -38,7 +38,7 @@ steps, since each read makes the CPU wait for the GPU to finish.
 
 ``FastPath.auto(device)`` is what the chapters use. On the CPU it is the plain float32
 path with fused attention, fused AdamW and sampling batches cut into slices of 256
-images; on Apple MPS, fused attention only. A CPU with bfloat16 instructions (AVX512-BF16
+images; on Apple MPS, fused attention only. A CPU with bfloat16 kernels (AVX512
 or AMX, as on the book's CPU) does train faster under bfloat16 autocast, and the benchmark
 shows by how much; the chapters keep float32 there all the same, so that a seed gives the
 same numbers on every CPU. (A CPU without them, AVX2 only, runs bfloat16 convolutions
