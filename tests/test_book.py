@@ -63,6 +63,14 @@ def test_colab_launch_button_points_at_the_source_notebook(html):
     assert "colab.research.google.com/github/diffnb/diffusion-book/blob/main/notebooks/01_two_moons.ipynb" in page
 
 
+def test_chapters_link_to_the_books_pages_within_the_book(html):
+    for stem in ("01_two_moons", "04_training_images"):
+        page = (html / "notebooks" / f"{stem}.html").read_text()
+        assert 'href="../book/teachers.html"' in page, stem
+        assert "github.com/diffnb/diffusion-book/blob/main/book/" not in page, stem
+    assert 'href="../book/speed.html"' in (html / "notebooks" / "04_training_images.html").read_text()
+
+
 def test_contents_sidebars_show_titles_not_document_paths(html):
     """A heading made of a bare {doc} role shows its target path in the page's contents."""
     for page in html.rglob("*.html"):

@@ -56,6 +56,22 @@ def test_kernelspec(path):
     assert nb.metadata["kernelspec"]["language"] == "python"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_links_to_the_books_pages_work_in_a_chapter_opened_alone(path):
+    """Colab opens a chapter without the rest of the repository, and shows Sphinx roles as
+    typed: a chapter links to a page of the book by its address in the repository, which the
+    build makes relative (``build.book_links``)."""
+    pages = build.repository_pages() + "book/"
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "markdown":
+            continue
+        assert "{doc}`" not in cell.source, f"{path.name}: a {{doc}} role shows as typed outside the book"
+        for target in re.findall(r"\]\(([^)#]+)", cell.source):
+            assert target.startswith("https://"), f"{path.name}: relative link {target!r}"
+            if "book/" in target and "/blob/" in target:
+                assert target.startswith(pages) and (ROOT / "book" / target[len(pages):]).is_file(), target
+
+
 def test_toc_lists_every_notebook():
     toc = (ROOT / "_toc.yml").read_text()
     for path in NOTEBOOKS:

@@ -11,7 +11,8 @@ Steps (each a function the tests reuse):
    long each took in ``times.json`` there;
 2. ``stage``: assemble the book's sources in ``_build/src/``, with the executed
    copies in place of ``notebooks/`` (so launch buttons still point at
-   ``notebooks/NAME.ipynb`` in the repository), and write the table of chapter
+   ``notebooks/NAME.ipynb`` in the repository) and their links to the book's pages
+   made relative (see ``book_links``), and write the table of chapter
    times that the teachers' page includes, from every ``times.json`` found and the
    times kept from other devices in ``benchmarks/chapters/``, and the
    speed page's tables, from the benchmark results in ``benchmarks/``;
@@ -195,11 +196,28 @@ def stage(executed: list[Path], src_dir: Path) -> Path:
         (shutil.copytree if path.is_dir() else shutil.copy2)(path, src_dir / name)
     (src_dir / "notebooks").mkdir()
     for nb in executed:
-        shutil.copy2(nb, src_dir / "notebooks" / nb.name)
+        (src_dir / "notebooks" / nb.name).write_text(book_links(nb.read_text()))
     dirs = {p.parent for p in executed} | {d for d in (BUILD / "executed").glob("*") if d.is_dir()}
     (src_dir / TIMES_TABLE).write_text(times_table(sorted(dirs), RECORDED_TIMES))
     (src_dir / SPEED_RESULTS).write_text(speed_results(BENCHMARKS))
     return src_dir
+
+
+def repository_pages() -> str:
+    """Where the repository shows its files on the web: ``<url>/blob/<branch>/``, from ``_config.yml``."""
+    import yaml
+
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    return f"{repo['url']}/blob/{repo['branch']}/"
+
+
+def book_links(notebook_json: str) -> str:
+    """A notebook's links to the book's pages, made relative for the rendered book.
+
+    The chapters link to pages in ``book/`` by their address in the repository, the one
+    link that works wherever a chapter is opened alone (Colab, a student's Jupyter); in
+    the book they become links between its pages."""
+    return notebook_json.replace(f"]({repository_pages()}book/", "](../book/")
 
 
 def speed_results(folder: Path) -> str:
