@@ -98,6 +98,92 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str | None = No
     return tracker.peak
 
 
+# the host's calls that start work on a CUDA GPU: one kernel each, or a whole recorded graph
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+            "cudaLaunchCooperativeKernel", "cudaGraphLaunch", "cuGraphLaunch")
+
+
+def _union_us(intervals: list[tuple[float, float]]) -> float:
+    """Microseconds covered by at least one of the (start, end) ``intervals``."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def _top(durations: dict[str, float], calls: dict[str, int], steps: int, n: int = 8) -> list[dict]:
+    """The ``n`` names with the most microseconds in ``durations``, in ms and calls per step."""
+    names = sorted(durations, key=durations.get, reverse=True)[:n]
+    return [{"name": k[:120], "ms_per_step": durations[k] / steps / 1e3, "calls_per_step": calls[k] / steps}
+            for k in names]
+
+
+def summarise_profile(events, steps: int) -> dict:
+    """Where ``steps`` profiled steps spent their time, from ``torch.profiler``'s ``events()``.
+
+    - ``operators_per_step``: PyTorch operators the host dispatched at the top level (an
+      operator called from within another is part of it), each a fixed cost of host time;
+    - ``host_top``: the operators with the most host time of their own;
+    and where a GPU ran kernels:
+    - ``launches_per_step``: the host's calls that started GPU work (a kernel, or a whole
+      CUDA graph: one launch, many kernels), by name in ``launch_calls_per_step``, and
+      ``kernels_per_step``: the kernels the GPU ran;
+    - ``gpu_busy``: the share of the profiled time in which some kernel was running. Far below
+      1, the GPU waits for the host to hand it work;
+    - ``gpu_ms_per_step`` and ``gpu_top``: the kernels' time, and the kernels that took most.
+    """
+    from torch.autograd import DeviceType
+
+    host, host_calls, gpu, gpu_calls, launches = {}, {}, {}, {}, {}
+    operators, kernels, span = 0, [], [float("inf"), float("-inf")]
+    for e in events:
+        span[0], span[1] = min(span[0], e.time_range.start), max(span[1], e.time_range.end)
+        if e.device_type == DeviceType.CPU:
+            if e.name in LAUNCHES:
+                launches[e.name] = launches.get(e.name, 0) + 1
+            if not e.name.startswith("aten::"):
+                continue
+            parent = e.cpu_parent
+            while parent is not None and not parent.name.startswith("aten::"):
+                parent = parent.cpu_parent
+            operators += parent is None
+            host[e.name] = host.get(e.name, 0.0) + e.self_cpu_time_total
+            host_calls[e.name] = host_calls.get(e.name, 0) + 1
+        # on the GPU's timeline, copies are not kernels, and a region named by record_function
+        # (torch.compile names its graphs so) spans kernels and the gaps between them
+        elif not (e.name.startswith(("Memcpy", "Memset")) or getattr(e, "is_user_annotation", False)):
+            kernels.append((e.time_range.start, e.time_range.end))
+            gpu[e.name] = gpu.get(e.name, 0.0) + e.time_range.elapsed_us()
+            gpu_calls[e.name] = gpu_calls.get(e.name, 0) + 1
+    summary = {"steps": steps, "operators_per_step": operators / steps, "host_top": _top(host, host_calls, steps)}
+    if kernels:
+        summary.update(launches_per_step=sum(launches.values()) / steps,
+                       launch_calls_per_step={k: n / steps for k, n in sorted(launches.items())},
+                       kernels_per_step=len(kernels) / steps, gpu_busy=_union_us(kernels) / (span[1] - span[0]),
+                       gpu_ms_per_step=sum(gpu.values()) / steps / 1e3, gpu_top=_top(gpu, gpu_calls, steps))
+    return summary
+
+
+def profile_steps(run: Callable[[], object], steps: int, device: torch.device | str | None = None) -> dict:
+    """``summarise_profile`` of one call of ``run``, which takes ``steps`` steps, under
+    ``torch.profiler`` (with the GPU's kernels on CUDA). Warm ``run`` up first: a first call
+    that compiles or records a graph is not what later calls do. As in the timed runs, what
+    a call does once (building the optimizer) is shared among its steps. The profiler adds a
+    little host time to every operator, so the GPU looks slightly less busy than it is."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device is not None and torch.device(device).type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        run()
+        synchronize(device)
+    return summarise_profile(prof.events(), steps)
+
+
 # --- the benchmark: python -m diffnb.bench ---------------------------------------------------
 #
 # Times the book's UNets at 32, 64 and 128 pixels on the fast path, one switch at a time:
@@ -196,8 +282,9 @@ def _loss_fn():
 
 
 def bench_variant(size: int, variant: tuple[str, dict, bool], *, device: torch.device, batch: int,
-                  steps: int, sample_steps: int, repeat: int, warmup: int) -> dict:
-    """One row of the benchmark: the UNet of ``size`` on one ``VARIANTS`` entry."""
+                  steps: int, sample_steps: int, repeat: int, warmup: int, profile: bool = False) -> dict:
+    """One row of the benchmark: the UNet of ``size`` on one ``VARIANTS`` entry; with
+    ``profile``, also where one timed run's steps spend their time (``profile_steps``)."""
     from . import continuous
     from .fast import FastModel, FastPath
     from .models import UNet
@@ -236,13 +323,20 @@ def bench_variant(size: int, variant: tuple[str, dict, bool], *, device: torch.d
                       repeat=repeat, warmup=warmup, device=device) / sample_steps * 1e3
 
     per_step = sample_ms_per_step(batch) / batch
+    extra = {}
+    if profile:
+        try:
+            extra["profile"] = profile_steps(lambda: run(steps), steps, device)
+        except RuntimeError as err:     # a diagnostic: keep the row's timings all the same
+            print(f"{size} px, {name}: the profile failed: {err}", file=sys.stderr)
+            extra["profile"] = {"error": str(err)}
     return {"size": size, "variant": name, "fast_path": path.as_dict(), "losses_read_every_step": sync,
             "batch": batch, "train_images_per_second": steps * batch / train_s,
             "train_ms_per_step": train_s / steps * 1e3, "peak_memory_mb": memory / 2**20 if memory else None,
             "sample_ms_per_image_step": per_step, "ddim20_ms_per_image": 20 * per_step,
             # one image alone: the wait for a single sample, where the batch's throughput hides the
             # fixed cost of each network call
-            "ddim20_ms_one_image": 20 * sample_ms_per_step(1)}
+            "ddim20_ms_one_image": 20 * sample_ms_per_step(1), **extra}
 
 
 def bench_loader(size: int, batch: int, workers: int, *, device: torch.device, repeat: int,
@@ -261,7 +355,7 @@ def bench_loader(size: int, batch: int, workers: int, *, device: torch.device, r
 
 def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT_NAMES,
                   batch: int | None = None, steps: int = 5, sample_steps: int = 5, repeat: int = 3,
-                  warmup: int = 1, workers=(0,), threads_scan: bool = False, progress=print,
+                  warmup: int = 1, workers=(0,), threads_scan: bool = False, profile: bool = False, progress=print,
                   partial: Callable[[dict], None] | None = None) -> dict:
     """Run the benchmark; returns what ``main`` writes as JSON (see ``format_table``).
 
@@ -300,7 +394,7 @@ def run_benchmark(*, device: torch.device, sizes=(32, 64, 128), variants=VARIANT
                 continue
             progress(f"{size} px, {variant[0]} ...")
             row = bench_variant(size, variant, device=device, batch=b, steps=steps,
-                                sample_steps=sample_steps, repeat=repeat, warmup=warmup)
+                                sample_steps=sample_steps, repeat=repeat, warmup=warmup, profile=profile)
             row["train_tflops"] = flops[size]["gflop_per_image_train"] * row["train_images_per_second"] / 1e3
             peak = device_peak(device_name(device), row["fast_path"]["bf16"])
             row["peak_tflops"] = peak
@@ -356,6 +450,20 @@ def format_table(result: dict) -> str:
             f"| {r['sample_ms_per_image_step']:.3f} | {_num(r.get('ddim20_ms_one_image'), ',.1f')} "
             f"| {r['train_tflops']:.3f} |"
             + ((" – |" if frac is None else f" {frac:.1%} |") if peak else ""))
+    profiled = [r for r in result["rows"] if "operators_per_step" in r.get("profile", {})]
+    if profiled:
+        gpu = any("gpu_busy" in r["profile"] for r in profiled)
+        lines += ["", "| size | variant | operators/step |"
+                  + (" kernel launches/step | kernels/step | GPU busy | GPU kernels ms/step |" if gpu else ""),
+                  "| ---: | --- | ---: |" + (" ---: | ---: | ---: | ---: |" if gpu else "")]
+        for r in profiled:
+            prof = r["profile"]
+            line = f"| {r['size']} | {r['variant']} | {prof['operators_per_step']:,.0f} |"
+            if gpu:
+                line += (" – | – | – | – |" if "gpu_busy" not in prof else
+                         f" {prof['launches_per_step']:,.0f} | {prof['kernels_per_step']:,.0f} "
+                         f"| {prof['gpu_busy']:.0%} | {prof['gpu_ms_per_step']:.2f} |")
+            lines.append(line)
     if result["loader"]:
         lines += ["", "| size | loader workers | batch | loader img/s |", "| ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['size']} | {r['workers']} | {r['batch']} | {r['images_per_second']:,.0f} |"
@@ -474,6 +582,11 @@ def results_markdown(results: list[dict]) -> str:
         lines += ["No GPU run has reached the 64-pixel UNet yet, so its figures are unmeasured: the "
                   "speed-up of the fast path there (the aim is at least 3x over fp32 eager) and the time "
                   "of a 64-pixel image with 20 DDIM steps (the aim is under 50 ms on an H100-class GPU).", ""]
+    profiled = any("gpu_busy" in row.get("profile", {}) for r in results if r["device"] == "cuda"
+                   for row in r["rows"])
+    if gpu_sizes and not profiled:
+        lines += ["No GPU run has been profiled yet (`--profile`), so how many kernels the host "
+                  "launches per step and how much of the time the GPU is busy are unmeasured.", ""]
     return "\n".join(lines)
 
 
@@ -521,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     a("--warmup", type=lambda s: _count(s, 0), default=2, help="untimed runs first; default: 2")
     a("--workers", type=lambda s: _count(s, 0), nargs="*", default=None,
       help="loader worker counts to time; default: 0 and the usable CPUs")
+    a("--profile", action="store_true",
+      help="also run each row's training once under torch.profiler: operators dispatched per step and, "
+           "on CUDA, kernel launches, kernels and the share of the time the GPU was busy")
     a("--out", default=None, help="JSON file to write; default: benchmarks/<device>.json")
     args = p.parse_args(argv)
     try:
@@ -541,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_benchmark(
         device=device, sizes=args.sizes, variants=variants, batch=args.batch_size,
         steps=args.steps or (10 if cuda else 3), sample_steps=args.sample_steps or (10 if cuda else 3),
-        repeat=args.repeat, warmup=args.warmup, workers=workers, threads_scan=not cuda,
+        repeat=args.repeat, warmup=args.warmup, workers=workers, threads_scan=not cuda, profile=args.profile,
         progress=lambda msg: print(msg, file=sys.stderr, flush=True), partial=write)
     write(result, complete=True)
     print(f"{result['device_name']}, torch {result['versions']['torch']}, {result['date']}")

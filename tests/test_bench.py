@@ -54,6 +54,7 @@ def test_peak_memory_counts_views_once_and_grows_with_size():
 
 # --- the benchmark command: python -m diffnb.bench ---------------------------------------------
 
+import itertools  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
 
@@ -87,7 +88,7 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     out = tmp_path / "cpu.json"
     args = ["--device", "cpu", "--sizes", "32", "--batch-size", "2", "--steps", "1", "--sample-steps", "1",
             "--repeat", "1", "--warmup", "0", "--workers", "0",
-            "--variants", "fp32 eager", "+ fused AdamW", "+ bf16 autocast", "--out", str(out)]
+            "--variants", "fp32 eager", "+ fused AdamW", "+ bf16 autocast", "--profile", "--out", str(out)]
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["versions"]["torch"] == torch.__version__
@@ -104,6 +105,11 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
         assert r["peak_memory_mb"] > 0 and r["train_tflops"] > 0 and r["peak_fraction"] is None
         assert r["ddim20_ms_per_image"] == pytest.approx(20 * r["sample_ms_per_image_step"])
         assert r["ddim20_ms_one_image"] > 0
+    # the profile: no GPU, so operators only; without the fused update AdamW loops over the weights
+    profiles = [r["profile"] for r in result["rows"]]
+    assert all(p["steps"] == 1 and "gpu_busy" not in p for p in profiles)
+    assert profiles[0]["operators_per_step"] > profiles[1]["operators_per_step"] + 500 > 1000
+    assert "aten::convolution_backward" in [op["name"] for op in profiles[1]["host_top"]]
     # the CPU's vector instructions: AVX2 or AVX512 decide whether bfloat16 runs at speed
     assert f", {torch.backends.cpu.get_cpu_capability()}), " in result["device_name"]
     model = result["models"]["32"]
@@ -114,9 +120,48 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     printed = capsys.readouterr().out
     assert "| 32 | fp32 eager |" in printed and "| 1.00x |" in printed and str(out) in printed
     assert "of peak" not in printed          # no data-sheet peak for a CPU: no empty column
+    assert "| size | variant | operators/step |\n" in printed and "| 32 | + fused AdamW | " in printed
     page = bench.results_markdown([result])
     assert f"### {result['device_name']}: 32 pixels\n" in page and "No GPU has run the benchmark" in page
     assert "- 32 pixels: the default path (row \"+ fused AdamW\") trains" in page
+
+
+def test_a_profile_counts_operators_launches_kernels_and_the_gpus_busy_time():
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    ids = itertools.count()
+
+    def event(name, start, end, parent=None, **kw):
+        e = FunctionEvent(id=next(ids), name=name, thread=0, start_us=start, end_us=end, **kw)
+        if parent is not None:
+            e.set_cpu_parent(parent)
+            parent.append_cpu_child(e)
+        return e
+
+    gpu = dict(device_type=DeviceType.CUDA)
+    conv = event("aten::conv2d", 0, 10)
+    inner = event("aten::convolution", 1, 9, conv)
+    add = event("aten::add", 10, 12)
+    region = event("Torch-Compiled Region: 0/0", 12, 20)      # record_function: not an operator
+    events = [conv, inner, event("cudaLaunchKernel", 2, 3, inner), add, event("cudaLaunchKernel", 10.5, 11, add),
+              region, event("aten::mm", 13, 15, region), event("cudaGraphLaunch", 16, 17, region),
+              event("conv_kernel", 3, 8, **gpu), event("norm_kernel", 6, 9, **gpu),     # overlapping kernels
+              event("add_kernel", 11, 12, **gpu), event("Memcpy HtoD (Pinned -> Device)", 0, 1, **gpu),
+              event("Torch-Compiled Region: 0/0", 3, 20, is_user_annotation=True, **gpu)]
+    summary = bench.summarise_profile(events, steps=1)
+    assert summary["operators_per_step"] == 3           # conv2d (convolution inside it), add, mm
+    assert summary["launches_per_step"] == 3
+    assert summary["launch_calls_per_step"] == {"cudaGraphLaunch": 1, "cudaLaunchKernel": 2}
+    assert summary["kernels_per_step"] == 3
+    assert summary["gpu_busy"] == pytest.approx(7 / 20)      # 3..9 and 11..12 of 0..20
+    assert summary["gpu_ms_per_step"] == pytest.approx(0.009)
+    assert [k["name"] for k in summary["gpu_top"]] == ["conv_kernel", "norm_kernel", "add_kernel"]
+    top = summary["host_top"][0]      # its own time: 1..9 less the launch within it
+    assert top["name"] == "aten::convolution" and top["ms_per_step"] == pytest.approx(0.007)
+    halved = bench.summarise_profile(events, steps=2)
+    assert halved["kernels_per_step"] == 1.5 and halved["gpu_busy"] == summary["gpu_busy"]
+    assert "gpu_busy" not in bench.summarise_profile(events[:8], steps=1)     # no kernels: a CPU run
 
 
 @pytest.mark.parametrize("args, message", [
@@ -177,6 +222,15 @@ def test_the_page_puts_gpus_first_and_reads_their_speed_up():
             "20 DDIM steps make one image in 30.0 ms on the default path, where the aim is under 50 ms "
             "on an H100-class GPU (**met**).") in page
     assert page.count("Against the aims") == 1      # a CPU run is not held to the GPU's aims
+    assert "operators/step" not in page             # no row was profiled
+    gpu["rows"][1]["profile"] = {"steps": 10, "operators_per_step": 1234.0, "launches_per_step": 20.0,
+                                 "kernels_per_step": 900.0, "gpu_busy": 0.87, "gpu_ms_per_step": 21.5}
+    table = bench.format_table(gpu)
+    assert ("| size | variant | operators/step | kernel launches/step | kernels/step | GPU busy "
+            "| GPU kernels ms/step |") in table
+    assert "| 64 | + channels-last | 1,234 | 20 | 900 | 87% | 21.50 |" in table
+    assert "No GPU run has been profiled yet" in page
+    assert "No GPU run has been profiled yet" not in bench.results_markdown([cpu, gpu])
 
 
 def test_the_aims_can_be_missed():
