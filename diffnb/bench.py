@@ -436,7 +436,8 @@ def _num(value, fmt: str) -> str:
 def format_table(result: dict) -> str:
     """``result`` (from ``run_benchmark``) as markdown: one table of every size and variant
     (the fraction of the device's peak only for a GPU that ``DEVICE_PEAKS`` knows), then the
-    data loader and, on a CPU, the thread counts."""
+    profiled rows' operators, launches and kernels per step (``--profile``), the data loader
+    and, on a CPU, the thread counts."""
     speed = _speedups(result)
     peak = any(r.get("peak_fraction") is not None for r in result["rows"])   # a GPU the table knows
     lines = ["| size | variant | train img/s | vs fp32 eager | peak memory (MiB) | sample ms/img/step "

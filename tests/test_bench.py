@@ -229,6 +229,8 @@ def test_the_page_puts_gpus_first_and_reads_their_speed_up():
     assert ("| size | variant | operators/step | kernel launches/step | kernels/step | GPU busy "
             "| GPU kernels ms/step |") in table
     assert "| 64 | + channels-last | 1,234 | 20 | 900 | 87% | 21.50 |" in table
+    gpu["rows"][0]["profile"] = {"error": "CUPTI could not start"}     # a failed profile: no row
+    assert bench.format_table(gpu).count("| 64 | fp32 eager |") == 1
     assert "No GPU run has been profiled yet" in page
     assert "No GPU run has been profiled yet" not in bench.results_markdown([cpu, gpu])
 
