@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 import weakref
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -113,11 +114,10 @@ def _union_us(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def _top(durations: dict[str, float], calls: dict[str, int], steps: int, n: int = 8) -> list[dict]:
+def _top(durations: Counter, calls: Counter, steps: int, n: int = 8) -> list[dict]:
     """The ``n`` names with the most microseconds in ``durations``, in ms and calls per step."""
-    names = sorted(durations, key=durations.get, reverse=True)[:n]
-    return [{"name": k[:120], "ms_per_step": durations[k] / steps / 1e3, "calls_per_step": calls[k] / steps}
-            for k in names]
+    return [{"name": k[:120], "ms_per_step": us / steps / 1e3, "calls_per_step": calls[k] / steps}
+            for k, us in durations.most_common(n)]
 
 
 def summarise_profile(events, steps: int) -> dict:
@@ -136,32 +136,32 @@ def summarise_profile(events, steps: int) -> dict:
     """
     from torch.autograd import DeviceType
 
-    host, host_calls, gpu, gpu_calls, launches = {}, {}, {}, {}, {}
-    operators, kernels, span = 0, [], [float("inf"), float("-inf")]
+    host, host_calls, gpu, gpu_calls, launches = Counter(), Counter(), Counter(), Counter(), Counter()
+    operators, kernels, first, last = 0, [], float("inf"), float("-inf")
     for e in events:
-        span[0], span[1] = min(span[0], e.time_range.start), max(span[1], e.time_range.end)
+        first, last = min(first, e.time_range.start), max(last, e.time_range.end)
         if e.device_type == DeviceType.CPU:
             if e.name in LAUNCHES:
-                launches[e.name] = launches.get(e.name, 0) + 1
+                launches[e.name] += 1
             if not e.name.startswith("aten::"):
                 continue
             parent = e.cpu_parent
             while parent is not None and not parent.name.startswith("aten::"):
                 parent = parent.cpu_parent
             operators += parent is None
-            host[e.name] = host.get(e.name, 0.0) + e.self_cpu_time_total
-            host_calls[e.name] = host_calls.get(e.name, 0) + 1
+            host[e.name] += e.self_cpu_time_total
+            host_calls[e.name] += 1
         # on the GPU's timeline, copies are not kernels, and a region named by record_function
         # (torch.compile names its graphs so) spans kernels and the gaps between them
         elif not (e.name.startswith(("Memcpy", "Memset")) or getattr(e, "is_user_annotation", False)):
             kernels.append((e.time_range.start, e.time_range.end))
-            gpu[e.name] = gpu.get(e.name, 0.0) + e.time_range.elapsed_us()
-            gpu_calls[e.name] = gpu_calls.get(e.name, 0) + 1
+            gpu[e.name] += e.time_range.elapsed_us()
+            gpu_calls[e.name] += 1
     summary = {"steps": steps, "operators_per_step": operators / steps, "host_top": _top(host, host_calls, steps)}
     if kernels:
         summary.update(launches_per_step=sum(launches.values()) / steps,
                        launch_calls_per_step={k: n / steps for k, n in sorted(launches.items())},
-                       kernels_per_step=len(kernels) / steps, gpu_busy=_union_us(kernels) / (span[1] - span[0]),
+                       kernels_per_step=len(kernels) / steps, gpu_busy=_union_us(kernels) / (last - first),
                        gpu_ms_per_step=sum(gpu.values()) / steps / 1e3, gpu_top=_top(gpu, gpu_calls, steps))
     return summary
 
