@@ -1,7 +1,8 @@
 """Key numbers of a chapter: recorded in the notebook, read back by tests and tools.
 
 ``record`` stores a value with myst-nb's ``glue`` (so the prose can quote it
-with ``{glue:text}`name:.3f```) without displaying it; ``read_results``
+with ``{glue:text}`name:.3f```): the rendered book shows it in the text, while a chapter
+run in Colab or Jupyter, whose Markdown shows the role as typed, prints it; ``read_results``
 collects every recorded value from an executed notebook. ``write_json`` writes
 the JSON files that tools and commands keep (benchmarks, run summaries, times),
 named with ``slug`` where a device names them.
@@ -36,11 +37,29 @@ def _plain(value):
     raise TypeError(f"can record a number or a string, got {type(value).__name__}")
 
 
+# set to 1 by the book's build (tools/build.py) while it executes the chapters
+BOOK_BUILD = "DIFFNB_BOOK_BUILD"
+_explained = False      # whether this process has printed what the printed lines are
+
+
 def record(name: str, value) -> None:
-    """Record ``value`` (a number or string) under ``name`` in the running notebook."""
+    """Record ``value`` (a number or string) under ``name`` in the running notebook.
+
+    Outside the book's build (``BOOK_BUILD`` unset) it also prints ``name = value``: in Colab
+    or Jupyter the text shows ``{glue:text}`name``` where the book shows the number, so the
+    reader finds the number under the cell that computed it. The first line printed says so.
+    """
     from myst_nb import glue
 
-    glue(name, _plain(value), display=False)
+    value = _plain(value)
+    glue(name, value, display=False)
+    if os.environ.get(BOOK_BUILD) != "1":
+        global _explained
+        if not _explained:
+            print("(The text quotes each number a cell records by its name, as {glue:text}`name`, "
+                  "where the rendered book shows the number; here each is printed as name = value.)")
+            _explained = True
+        print(f"{name} = {format(value, '.6g') if isinstance(value, float) else value}")
 
 
 def read_results(path: str | Path) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -149,6 +151,15 @@ def test_every_notebook_has_checks():
 def test_notebook_quick_profile(executed_quick, stem):
     results = diffnb.read_results(executed_quick[stem])
     CHECKS[stem](results)
+
+
+def test_the_book_build_shows_recorded_numbers_only_in_the_text(executed_quick):
+    """record() prints its numbers where the text cannot show them (Colab); the book's build
+    tells the kernel it is the book, so no chapter page prints them a second time."""
+    for stem, path in executed_quick.items():
+        nb = json.loads(path.read_text())
+        printed = "".join("".join(out.get("text", "")) for cell in nb["cells"] for out in cell.get("outputs", []))
+        assert "{glue:text}" not in printed, stem
 
 
 def cpu_has_bfloat16_kernels() -> bool:

@@ -163,6 +163,25 @@ def test_record_then_read_results(tmp_path, captured_glue):
     assert type(got["from_int_tensor"]) is int and type(got["from_numpy"]) is float
 
 
+def test_record_prints_the_value_outside_the_books_build(captured_glue, capsys, monkeypatch):
+    """In Colab the text shows {glue:text}`name` as typed: the number is printed instead,
+    once explained; the book's build, which shows it in the text, prints nothing."""
+    import diffnb.results
+
+    monkeypatch.setattr(diffnb.results, "_explained", False)
+    monkeypatch.delenv(diffnb.results.BOOK_BUILD, raising=False)
+    record("loss", 1 / 3)
+    record("steps", 800)
+    record("schedule", "cosine")
+    lines = capsys.readouterr().out.splitlines()
+    assert "{glue:text}`name`" in lines[0]
+    assert lines[1:] == ["loss = 0.333333", "steps = 800", "schedule = cosine"]
+    monkeypatch.setenv(diffnb.results.BOOK_BUILD, "1")
+    record("loss", 0.25)
+    assert capsys.readouterr().out == ""
+    assert len(captured_glue) == 4      # recorded all the same
+
+
 def test_record_rejects_bad_values_before_gluing(captured_glue):
     with pytest.raises(ValueError):
         record("v", torch.zeros(3))

@@ -23,6 +23,7 @@ Steps (each a function the tests reuse):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -64,11 +65,15 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
     (the book shows the notebook's own ``parameters`` cell instead). A notebook
     that declares an ``interactive`` parameter gets ``interactive=False``: a static
     page cannot run a widget, and executing widget cells headless can hang nbclient.
+    The kernel runs with ``DIFFNB_BOOK_BUILD=1``, so ``diffnb.record`` does not print the
+    numbers that the book's text shows in place.
     """
     import nbformat
     import papermill
     import zmq
     from traitlets.config import Config
+
+    from diffnb.results import BOOK_BUILD
 
     # Encrypt the kernel's local connection where the kernel and pyzmq support it: ipykernel
     # 7.3 and later print a warning on every start that runs over plain TCP. ("auto" is an
@@ -86,7 +91,9 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
         params = dict(device=device, profile=profile, seed=seed)
         if "interactive" in papermill.inspect_notebook(str(src)):
             params["interactive"] = False
-        with tempfile.TemporaryDirectory() as cwd:
+        # the kernel inherits the variable: the book shows recorded numbers in the text, so
+        # diffnb.record need not print them as it does in Colab
+        with tempfile.TemporaryDirectory() as cwd, _environ(BOOK_BUILD, "1"):
             papermill.execute_notebook(
                 str(src), str(dst), parameters=params,
                 cwd=cwd, kernel_name="python3", progress_bar=False, execution_timeout=timeout,
@@ -104,6 +111,20 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
         print(f"executed {src.name} ({profile}, {device}) in {seconds:.1f} s", flush=True)
         done.append(dst)
     return done
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """Inside the block, the environment variable ``name`` is ``value``; afterwards as before."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
 
 
 def device_label(device: str) -> str:
