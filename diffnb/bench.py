@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import platform
 import shlex
 import statistics
@@ -177,6 +178,8 @@ def profile_steps(run: Callable[[], object], steps: int, device: torch.device | 
     activities = [ProfilerActivity.CPU]
     if device is not None and torch.device(device).type == "cuda":
         activities.append(ProfilerActivity.CUDA)
+    else:   # else the profiler's library logs an error when it looks for a GPU and finds none
+        os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     synchronize(device)
     with profile(activities=activities) as prof:
         run()
