@@ -208,7 +208,7 @@ BENCH_MODELS: dict[int, tuple[str, dict]] = {
 BENCH_BATCH = {"cuda": {32: 256, 64: 128, 128: 64}, "other": {32: 32, 64: 16, 128: 8}}
 
 # Each variant adds one switch to the one before, so each row shows what its switch buys;
-# the last takes one away again, to show what it costs under CUDA graphs.
+# the last takes channels-last away from "+ CUDA graphs" again, to show what it costs there.
 # (name, FastPath fields, losses read back every step?)
 _FUSED = dict(pinned=True, fused_adamw=True)
 _GRAPHS = dict(_FUSED, bf16=True, compile=True, cuda_graphs=True)
@@ -222,6 +222,7 @@ VARIANTS: list[tuple[str, dict, bool]] = [
     ("+ channels-last", dict(_FUSED, bf16=True, channels_last=True), False),
     ("+ torch.compile", dict(_FUSED, bf16=True, channels_last=True, compile=True), False),
     ("+ CUDA graphs", dict(_GRAPHS, channels_last=True), False),
+    ("+ cuDNN autotuning", dict(_GRAPHS, channels_last=True, cudnn_autotune=True), False),
     ("CUDA graphs, no channels-last", _GRAPHS, False),
 ]
 VARIANT_NAMES = tuple(v[0] for v in VARIANTS)

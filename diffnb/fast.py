@@ -19,6 +19,13 @@ Each switch is a field of ``FastPath``, so that the benchmark
   CPU spends longer launching each step's thousand-odd kernels (cuDNN's convolutions
   cost 0.1 ms or more of host time apiece) than the GPU spends running them, and a
   replay removes that cost. A graph is recorded for each new input shape.
+- ``cudnn_autotune``: cuDNN times each of its convolution algorithms on the first call of
+  every new input shape and keeps the fastest, where it otherwise picks one by heuristics.
+  The first step of a run pays for the timing (a second or so); the later ones may run
+  faster kernels. PyTorch keeps the choice in one global setting
+  (``torch.backends.cudnn.benchmark``), which the backward pass reads too, outside the
+  network's call: ``FastModel`` sets it around each call and ``diffnb.train`` around its
+  whole loop, and both put it back afterwards. It changes nothing off CUDA.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
 - ``fused_adamw``: ``diffnb.train`` builds its AdamW with ``fused=True``, which updates
   every weight in one pass over all of them. Without it PyTorch loops over the weights in
@@ -73,6 +80,7 @@ class FastPath:
     sdpa: bool = True
     compile: bool = False
     cuda_graphs: bool = False
+    cudnn_autotune: bool = False
     pinned: bool = False
     fused_adamw: bool = False
     max_batch: int | None = None
@@ -146,6 +154,20 @@ def ieee_float32():
             setattr(obj, name, value)
 
 
+@contextmanager
+def cudnn_autotuning(enabled: bool):
+    """Inside the block, with ``enabled``, cuDNN autotunes its convolutions
+    (``torch.backends.cudnn.benchmark``); afterwards the setting is as it was. Without
+    ``enabled`` the block leaves the setting alone, so a global choice made elsewhere holds."""
+    before = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def set_sdpa(model: nn.Module, enabled: bool) -> nn.Module:
     """Switch every attention layer of ``model`` that offers it (``use_sdpa``) to the fused
     kernel or to the written-out softmax; returns ``model``."""
@@ -193,7 +215,8 @@ class FastModel(nn.Module):
             return torch.cat([self(*part, **kwargs) for part in zip(x.split(n), *parts)])
         if self.path.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.path.bf16):
+        with (torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.path.bf16),
+              cudnn_autotuning(self.path.cudnn_autotune)):
             out = self._run(x, *args, **kwargs)
         # a graph's replay writes its outputs into the same memory: hand out a copy
         return out.to(torch.float32, copy=self.path.cuda_graphs)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .fast import FastModel, FastPath
+from .fast import FastModel, FastPath, cudnn_autotuning
 from .results import write_json
 
 CHECKPOINT_FORMAT = "diffnb-train-1"
@@ -100,7 +100,8 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     kept and returned as ``result.ema``. ``amp`` runs the forward pass under bfloat16
     autocast; by default it follows the ``FastModel`` the model is wrapped in, else
     ``FastPath.auto(device)`` (on for CUDA GPUs from Ampere on). The same fast path says
-    whether AdamW is fused (``fused_adamw``).
+    whether AdamW is fused (``fused_adamw``) and whether cuDNN autotunes its convolutions
+    during the loop (``cudnn_autotune``).
     The losses are read back from the device every ``log_every`` steps, not every step:
     each read makes the host wait for the GPU.
 
@@ -160,26 +161,27 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
     t0 = time.perf_counter()
     bar = progress(range(start, steps), desc=desc, disable=not show_progress,
                    initial=start, total=steps)
-    for step in bar:
-        batch = next_batch()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = loss_fn(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.update(module)
-        pending.append(loss.detach())
-        done = step + 1
-        if done % log_every == 0 or done == steps or (path and done % checkpoint_every == 0):
-            losses.extend(torch.stack(pending).tolist())
-            pending.clear()
-            bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}", refresh=False)
-        if path and (done % checkpoint_every == 0 or done == steps):
-            save(done)
+    with cudnn_autotuning(fast.cudnn_autotune):     # the backward pass reads it too
+        for step in bar:
+            batch = next_batch()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update(module)
+            pending.append(loss.detach())
+            done = step + 1
+            if done % log_every == 0 or done == steps or (path and done % checkpoint_every == 0):
+                losses.extend(torch.stack(pending).tolist())
+                pending.clear()
+                bar.set_postfix(loss=f"{sum(losses[-100:]) / len(losses[-100:]):.4f}", refresh=False)
+            if path and (done % checkpoint_every == 0 or done == steps):
+                save(done)
     bar.close()
     model.eval()
     seconds = seconds_before + time.perf_counter() - t0
@@ -397,6 +399,8 @@ def _parser():
     a("--cuda-graphs", action="store_true",
       help="with --compile (implied), replay each step's kernels as CUDA graphs, which pays where the "
            "host cannot launch them as fast as the GPU runs them (small UNets); one process only")
+    a("--cudnn-autotune", action="store_true",
+      help="on CUDA, let cuDNN time its convolution algorithms on the first step and keep the fastest")
     a("--workers", type=int, default=None,
       help="data-loader worker processes; default: up to 4 on CUDA (keeping one CPU for the "
            "training process), 0 elsewhere")
@@ -536,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                                        fused_adamw=args.fused_adamw).items() if v is not None}
         path = dataclasses.replace(   # the device's default path, with the switches given
             FastPath.auto(device), compile=args.compile or args.cuda_graphs, cuda_graphs=args.cuda_graphs,
-            **given)
+            cudnn_autotune=args.cudnn_autotune, **given)
         workers = args.workers if args.workers is not None else (
             min(4, cpu_threads() - 1) if device.type == "cuda" else 0)
         model = FastModel(model.to(device), path)

@@ -216,6 +216,51 @@ def test_compiled_model_matches_the_eager_one():
     assert torch.allclose(out, expected, atol=1e-4)
 
 
+@pytest.fixture
+def cudnn_benchmark():
+    """torch.backends.cudnn.benchmark as a test found it, put back afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    yield
+    torch.backends.cudnn.benchmark = before
+
+
+def test_cudnn_autotune_holds_for_the_networks_call_and_the_whole_training_loop(tmp_path, cudnn_benchmark):
+    """PyTorch's setting is global and the backward pass reads it outside the network's call:
+    it must be on through both, and as it was once a call or the loop is over."""
+    seen = []
+
+    def loss(m, x):
+        seen.append(("forward", torch.backends.cudnn.benchmark))
+        out = _loss(m, x)
+        out.register_hook(lambda g: seen.append(("backward", torch.backends.cudnn.benchmark)))
+        return out
+
+    g = torch.Generator().manual_seed(2)
+    model = FastModel(_unet(), FastPath(cudnn_autotune=True))
+    train(model, loss, lambda: torch.randn(4, 1, 8, 8, generator=g), steps=2, show_progress=False)
+    assert seen == [("forward", True), ("backward", True)] * 2
+    assert torch.backends.cudnn.benchmark is False
+    with torch.no_grad():       # sampling calls the network alone
+        model.module.register_forward_hook(lambda *_: seen.append(("sample", torch.backends.cudnn.benchmark)))
+        model(*_inputs())
+    assert seen[-1] == ("sample", True) and torch.backends.cudnn.benchmark is False
+
+    def fails(m, x):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(model, fails, lambda: torch.randn(4, 1, 8, 8), steps=1, show_progress=False)
+    assert torch.backends.cudnn.benchmark is False      # put back on the way out too
+    # off, the path leaves a choice made elsewhere alone
+    torch.backends.cudnn.benchmark = True
+    seen.clear()
+    train(FastModel(_unet(), FastPath()), loss, lambda: torch.randn(4, 1, 8, 8, generator=g), steps=1,
+          show_progress=False)
+    assert seen == [("forward", True), ("backward", True)]
+    assert not FastPath.auto("cpu").cudnn_autotune
+
+
 def test_cuda_graphs_need_compile():
     with pytest.raises(ValueError, match=r"cuda_graphs=True needs compile=True"):
         FastPath(cuda_graphs=True)
@@ -274,6 +319,32 @@ def test_cuda_graphs_on_a_gpu_train_and_keep_each_output():
 
     res = train(model, loss, lambda: torch.randn(4, 1, 8, 8, device="cuda"), steps=5, show_progress=False)
     assert len(res.losses) == 5 and all(torch.isfinite(torch.tensor(res.losses)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cudnn_autotune_on_a_gpu_gives_the_same_outputs_and_training(cudnn_benchmark):
+    x, t = (a.cuda() for a in _inputs(batch=4, size=16))
+    plain = FastModel(_unet().cuda(), FastPath(channels_last=True))
+    tuned = FastModel(_unet().cuda(), FastPath(channels_last=True, cudnn_autotune=True))
+    with torch.no_grad(), fast.ieee_float32():       # each may pick other kernels: compare in float32
+        assert torch.allclose(tuned(x, t), plain(x, t), atol=1e-4)
+
+    def run(model):
+        torch.manual_seed(3)
+        g = torch.Generator(device="cuda").manual_seed(2)
+        with fast.ieee_float32():
+            return train(model, _loss_on(x.device), lambda: torch.randn(4, 1, 16, 16, device="cuda", generator=g),
+                         steps=3, lr=1e-3, show_progress=False).losses
+
+    assert run(tuned) == pytest.approx(run(plain), rel=1e-3)
+    assert torch.backends.cudnn.benchmark is False
+
+
+def _loss_on(device):
+    def loss(m, x):
+        t = torch.rand(len(x), device=device) * 10
+        return ((m(x, t) - x) ** 2).mean()
+    return loss
 
 
 def test_cpu_threads_reads_the_container_quota(tmp_path, monkeypatch):

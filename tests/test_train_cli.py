@@ -234,14 +234,15 @@ def test_a_non_main_process_resumes_but_never_writes(tmp_path):
 def test_fast_path_switches_and_loader_workers_reach_the_run(tmp_path):
     plain, fast = tmp_path / "plain.pt", tmp_path / "fast.pt"
     assert main(_args(plain, 2, 2)) == 0
-    assert main(_args(fast, 2, 2, "--channels-last", "--no-amp", "--no-fused-adamw", "--workers", "1")) == 0
+    assert main(_args(fast, 2, 2, "--channels-last", "--no-amp", "--no-fused-adamw", "--cudnn-autotune",
+                      "--workers", "1")) == 0
     s_plain, s_fast = _summary(plain)["settings"], _summary(fast)["settings"]
     assert s_plain["fast_path"] == {"bf16": False, "channels_last": False, "sdpa": True, "compile": False,
-                                    "cuda_graphs": False, "pinned": False, "fused_adamw": True,
-                                    "max_batch": 256}   # FastPath.auto("cpu")
+                                    "cuda_graphs": False, "cudnn_autotune": False, "pinned": False,
+                                    "fused_adamw": True, "max_batch": 256}   # FastPath.auto("cpu")
     assert s_plain["workers"] == 0
     assert s_fast["fast_path"]["channels_last"] and s_fast["workers"] == 1
-    assert not s_fast["fast_path"]["fused_adamw"]
+    assert not s_fast["fast_path"]["fused_adamw"] and s_fast["fast_path"]["cudnn_autotune"]
     # a worker process loads the same batches, and the checkpoint holds the plain UNet's weights
     a, b = load_checkpoint(plain), load_checkpoint(fast)
     assert a["model"].keys() == b["model"].keys()
