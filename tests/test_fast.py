@@ -322,7 +322,7 @@ def test_cuda_graphs_on_a_gpu_train_and_keep_each_output():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cudnn_autotune_on_a_gpu_gives_the_same_outputs_and_training(cudnn_benchmark):
+def test_cudnn_autotune_on_cuda_gives_the_same_outputs_and_training(cudnn_benchmark):
     x, t = (a.cuda() for a in _inputs(batch=4, size=16))
     plain = FastModel(_unet().cuda(), FastPath(channels_last=True))
     tuned = FastModel(_unet().cuda(), FastPath(channels_last=True, cudnn_autotune=True))
