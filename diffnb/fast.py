@@ -21,8 +21,7 @@ Each switch is a field of ``FastPath``, so that the benchmark
   replay removes that cost. A graph is recorded for each new input shape.
 - ``cudnn_autotune``: cuDNN times each of its convolution algorithms on the first call of
   every new input shape and keeps the fastest, where it otherwise picks one by heuristics.
-  The first step of a run pays for the timing (a second or so); the later ones may run
-  faster kernels. PyTorch keeps the choice in one global setting
+  The first step of a run pays for the timing; the later ones may run faster kernels. PyTorch keeps the choice in one global setting
   (``torch.backends.cudnn.benchmark``), which the backward pass reads too, outside the
   network's call: ``FastModel`` sets it around each call and ``diffnb.train`` around its
   whole loop, and both put it back afterwards. It changes nothing off CUDA.
