@@ -94,8 +94,9 @@ class FastPath:
 
     @classmethod
     def auto(cls, device: torch.device | str) -> "FastPath":
-        """The book's choice for ``device``: on a CUDA GPU everything but ``compile``
-        (``bf16`` only from compute capability 8.0, Ampere, on); on the CPU fused attention,
+        """The book's choice for ``device``: on a CUDA GPU everything but ``compile`` (and so
+        ``cuda_graphs``) and ``cudnn_autotune`` (``bf16`` only from compute capability 8.0,
+        Ampere, on); on the CPU fused attention,
         fused AdamW and ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only.
         ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)

@@ -149,7 +149,7 @@ def test_bad_arguments_are_named():
 
 def _loss(m, x):
     noise = torch.randn_like(x)
-    t = torch.rand(x.shape[0]) * 10
+    t = torch.rand(x.shape[0], device=x.device) * 10
     return ((m(x + noise, t) - noise) ** 2).mean()
 
 
@@ -313,11 +313,7 @@ def test_cuda_graphs_on_a_gpu_train_and_keep_each_output():
         for k, out in zip((1.0, 0.5, 1.0, 0.5), outs):
             assert torch.allclose(out, eager(x * k, t), atol=1e-3)
 
-    def loss(m, x):
-        t = torch.rand(len(x), device=x.device) * 10
-        return ((m(x, t) - x) ** 2).mean()
-
-    res = train(model, loss, lambda: torch.randn(4, 1, 8, 8, device="cuda"), steps=5, show_progress=False)
+    res = train(model, _loss, lambda: torch.randn(4, 1, 8, 8, device="cuda"), steps=5, show_progress=False)
     assert len(res.losses) == 5 and all(torch.isfinite(torch.tensor(res.losses)))
 
 
@@ -333,18 +329,11 @@ def test_cudnn_autotune_on_cuda_gives_the_same_outputs_and_training(cudnn_benchm
         torch.manual_seed(3)
         g = torch.Generator(device="cuda").manual_seed(2)
         with fast.ieee_float32():
-            return train(model, _loss_on(x.device), lambda: torch.randn(4, 1, 16, 16, device="cuda", generator=g),
+            return train(model, _loss, lambda: torch.randn(4, 1, 16, 16, device="cuda", generator=g),
                          steps=3, lr=1e-3, show_progress=False).losses
 
     assert run(tuned) == pytest.approx(run(plain), rel=1e-3)
     assert torch.backends.cudnn.benchmark is False
-
-
-def _loss_on(device):
-    def loss(m, x):
-        t = torch.rand(len(x), device=device) * 10
-        return ((m(x, t) - x) ** 2).mean()
-    return loss
 
 
 def test_cpu_threads_reads_the_container_quota(tmp_path, monkeypatch):

@@ -23,7 +23,6 @@ Steps (each a function the tests reuse):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -33,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
@@ -93,7 +93,7 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
             params["interactive"] = False
         # the kernel inherits the variable: the book shows recorded numbers in the text, so
         # diffnb.record need not print them as it does in Colab
-        with tempfile.TemporaryDirectory() as cwd, _environ(BOOK_BUILD, "1"):
+        with tempfile.TemporaryDirectory() as cwd, mock.patch.dict(os.environ, {BOOK_BUILD: "1"}):
             papermill.execute_notebook(
                 str(src), str(dst), parameters=params,
                 cwd=cwd, kernel_name="python3", progress_bar=False, execution_timeout=timeout,
@@ -111,20 +111,6 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
         print(f"executed {src.name} ({profile}, {device}) in {seconds:.1f} s", flush=True)
         done.append(dst)
     return done
-
-
-@contextlib.contextmanager
-def _environ(name: str, value: str):
-    """Inside the block, the environment variable ``name`` is ``value``; afterwards as before."""
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
 
 
 def device_label(device: str) -> str:
