@@ -72,6 +72,17 @@ def test_links_to_the_books_pages_work_in_a_chapter_opened_alone(path):
                 assert target.startswith(pages) and (ROOT / "book" / target[len(pages):]).is_file(), target
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_directives_use_colon_fences_so_their_text_reads_as_markdown_in_colab(path):
+    """Colab and Jupyter know no MyST directives: inside a backtick fence an exercise's
+    statement shows as a code block with its maths as raw TeX, inside a colon fence it
+    renders as Markdown and only the fence lines show as typed."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            found = re.findall(r"^`{3,}[ \t]*(\{[\w-]+\}[^\n]*)", cell.source, re.M)
+            assert not found, f"{path.name}: write {found[0]!r} as a ::: fence"
+
+
 def test_toc_lists_every_notebook():
     toc = (ROOT / "_toc.yml").read_text()
     for path in NOTEBOOKS:
