@@ -21,10 +21,11 @@ Each switch is a field of ``FastPath``, so that the benchmark
   replay removes that cost. A graph is recorded for each new input shape.
 - ``cudnn_autotune``: cuDNN times each of its convolution algorithms on the first call of
   every new input shape and keeps the fastest, where it otherwise picks one by heuristics.
-  The first step of a run pays for the timing; the later ones may run faster kernels. PyTorch keeps the choice in one global setting
-  (``torch.backends.cudnn.benchmark``), which the backward pass reads too, outside the
-  network's call: ``FastModel`` sets it around each call and ``diffnb.train`` around its
-  whole loop, and both put it back afterwards. It changes nothing off CUDA.
+  The first step of a run pays for the timing; the later ones may run faster kernels.
+  PyTorch keeps the choice in one global setting (``torch.backends.cudnn.benchmark``),
+  which the backward pass reads too, outside the network's call: ``FastModel`` sets it
+  around each call and ``diffnb.train`` around its whole loop, and both put it back
+  afterwards. It changes nothing off CUDA.
 - ``pinned``: batches copied to the GPU from page-locked host memory, without waiting.
 - ``fused_adamw``: ``diffnb.train`` builds its AdamW with ``fused=True``, which updates
   every weight in one pass over all of them. Without it PyTorch loops over the weights in
@@ -96,8 +97,8 @@ class FastPath:
     def auto(cls, device: torch.device | str) -> "FastPath":
         """The book's choice for ``device``: on a CUDA GPU everything but ``compile`` (and so
         ``cuda_graphs``) and ``cudnn_autotune`` (``bf16`` only from compute capability 8.0,
-        Ampere, on); on the CPU fused attention,
-        fused AdamW and ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only.
+        Ampere, on); on the CPU fused attention, fused AdamW and ``max_batch=CPU_MAX_BATCH``;
+        on MPS fused attention only.
         ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)
         cuda = device.type == "cuda"

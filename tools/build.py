@@ -91,8 +91,7 @@ def execute(paths: list[Path], out_dir: Path, *, profile: str, device: str, seed
         params = dict(device=device, profile=profile, seed=seed)
         if "interactive" in papermill.inspect_notebook(str(src)):
             params["interactive"] = False
-        # the kernel inherits the variable: the book shows recorded numbers in the text, so
-        # diffnb.record need not print them as it does in Colab
+        # the kernel inherits the variable (see the docstring)
         with tempfile.TemporaryDirectory() as cwd, mock.patch.dict(os.environ, {BOOK_BUILD: "1"}):
             papermill.execute_notebook(
                 str(src), str(dst), parameters=params,
