@@ -60,6 +60,10 @@ def check_forward_cat(r: dict) -> None:
     # the posterior, measured by regression on simulated pairs
     assert r["posterior_weight_max_error"] < 0.02, r
     assert r["posterior_variance_max_rel_error"] < 0.05, r
+    assert r["posterior_max_z"] < 4, r
+    # the cat (mean square about 0.13) loses a pixel's SNR > 1 before data of unit mean square
+    # does, and 8x8 pooling keeps it above 1 later than either
+    assert r["cat_t_snr_one"] < r["cosine_t_snr_one"] < r["pooled_8x_t_snr_one"], r
     # pooling by s multiplies the SNR by about s^2, a little less (pooling also averages detail away)
     assert 3.6 < r["pooled_snr_ratio_2x"] <= 4.05, r
     assert r["pooled_snr_ratio_2x"] * 3 < r["pooled_snr_ratio_4x"] < 16.5, r
