@@ -263,9 +263,10 @@ def load_image_data(name: str = "digits", *, image_size: int | None = None, chan
     ``name`` is ``"digits"`` (8 x 8, 100 training images per class, 797 held out),
     ``"mnist"`` (28 x 28, 400 per class, 1,000 held out), both shipped offline, or a
     Hugging Face hub dataset named ``"owner/name"``. When the hub cannot be reached, a
-    one-line message says so and ``fallback`` is loaded instead. Images are resized
-    (short side, then centre crop) to ``image_size`` (default: the dataset's own size)
-    and converted to ``channels`` (1 grey, 3 RGB).
+    one-line message says so and ``fallback`` is loaded instead (its ``name`` says which
+    was loaded). Images, the fallback's included, are resized (short side, then centre
+    crop) to ``image_size`` (default: the dataset's own size) and converted to
+    ``channels`` (1 grey, 3 RGB).
     """
     if name not in OFFLINE_DATASETS and "/" not in name:
         raise ValueError(f"unknown dataset {name!r}; offline: {', '.join(map(repr, OFFLINE_DATASETS))}, "

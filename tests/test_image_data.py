@@ -89,6 +89,10 @@ def test_unreachable_hub_falls_back_with_one_sentence(monkeypatch, capsys):
     assert d.name == "digits" and len(d.train) == 1000
     out = capsys.readouterr().out.strip()
     assert out.count("\n") == 0 and "cannot be reached" in out and "'digits'" in out
+    # the stand-in comes at the size asked for, so a chapter's networks fit it unchanged
+    sized = data.load_image_data("zalando-datasets/fashion_mnist", fallback="mnist", image_size=32)
+    assert sized.name == "mnist" and sized.image_size == 32
+    assert tuple(sized.train[0]["image"].shape) == (1, 32, 32)
 
 
 def test_hub_offline_env_means_unreachable(monkeypatch):

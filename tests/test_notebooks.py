@@ -105,6 +105,12 @@ def check_training_images(r: dict) -> None:
     assert r["same_noise_agreement_20"] >= 0.75 and r["same_noise_agreement_5"] >= 0.5, r
     # exercise: the samples are not copies of training images (the full run's text says about 1)
     assert r["copy_ratio"] > 0.7, r
+    assert ("copying" in r["copy_verdict"]) == (r["copy_ratio"] <= 0.9), r
+    # the text counts the trajectory's guesses that already have the finished image's class
+    assert 0 <= r["decided_at_middle"] <= r["trajectory_images"], r
+    assert 0 <= r["decided_at_late"] <= r["trajectory_images"] and r["t_late"] < r["t_middle"], r
+    # the EMA and the raw weights end close: the schedule decays the learning rate to zero
+    assert 0 < r["ema_weight_gap"] < 0.05, r
     # the judge works, and the references are far apart
     assert r["classifier_accuracy"] > 0.85, r
     assert r["n_samples"] >= 1000, r
