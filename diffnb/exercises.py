@@ -308,18 +308,24 @@ def check_min_snr_weight(fn: Callable, *, device: str | torch.device = "cpu", qu
     """Check ``fn(log_snr, gamma, parameterisation) -> weights``, the min-SNR-gamma loss weight.
 
     ``log_snr``: (B,) float32 or float64, lambda = log SNR (SNR = exp(lambda)), from -15
-    to 15 with lambda = log(gamma), the kink, included; ``gamma``: a positive float, 5.0
-    or 1.0; ``parameterisation``: "eps", "v" or "x". Expected: the weights of Hang et
-    al. (2023), ``diffnb.continuous.min_snr_weight``: min(SNR, gamma) / SNR for the
-    eps-MSE, min(SNR, gamma) / (SNR + 1) for the v-MSE, min(SNR, gamma) for the x-MSE;
-    shape (B,), dtype and device of ``log_snr``, to atol = 1e-6, rtol = 1e-5: loose
-    enough for SNR = exp(lambda) formed in float32 (about 3.3e6 at lambda = 15, still
-    exact to 1e-7); the mistakes below are off by far more.
+    to 15 with lambda = log(gamma), the kink, included; then, for "eps" and "v", float16
+    at lambda = 11, 12 and 15, where exp(lambda) overflows float16 (above
+    log 65504 = 11.09) but the weights do not; ``gamma``: a positive float, 5.0 or 1.0;
+    ``parameterisation``: "eps", "v" or "x". Expected: the weights of Hang et al. (2023),
+    ``diffnb.continuous.min_snr_weight``: min(SNR, gamma) / SNR for the eps-MSE,
+    min(SNR, gamma) / (SNR + 1) for the v-MSE, min(SNR, gamma) for the x-MSE; shape
+    (B,), dtype and device of ``log_snr``, to atol = 1e-6, rtol = 1e-5: loose enough for
+    SNR = exp(lambda) formed in float32 (about 3.3e6 at lambda = 15, still exact to 1e-7)
+    and, in the float16 cases, whose weights are at most 8.4e-5, for a few float16
+    roundings (6e-8 each there); the mistakes below are off by far more. The float16
+    cases fail the formulas that build the SNR in float16: there gamma / SNR is 0 where
+    the weight is gamma e^-lambda (3.1e-5 at lambda = 12), and SNR / (SNR + 1) is NaN.
 
     Hints: ``seed_rule`` (1 / (1 + min(SNR, gamma)), not the published weight),
     ``wrong_parameterisation`` (another parameterisation's formula), ``uncapped`` (the
     min left out), ``lambda_as_snr`` (lambda used as the SNR, without exp), ``max_for_min``
-    (max(SNR, gamma)), ``tensor_condition`` (Python's min or ``if`` on a tensor).
+    (max(SNR, gamma)), ``tensor_condition`` (Python's min or ``if`` on a tensor),
+    ``float16_overflow`` (0 or NaN in float16 where exp(lambda) overflows).
     """
     dev = get_device(device)
     gen = torch.Generator().manual_seed(3)
@@ -340,6 +346,11 @@ def check_min_snr_weight(fn: Callable, *, device: str | torch.device = "cpu", qu
               # one value below the kink, where no two of the wrong answers below agree (above it, uncapped and
               # max_for_min both give SNR)
               ("a batch of one, lambda = [1.0]", torch.tensor([1.0]), torch.float32, 5.0, "v")]
+    # last, once the formulas are right: float16, where exp(lambda) is inf above 11.09 but the eps and v weights
+    # are small and not 0. Not x: inf clamped at gamma is the right x weight. And lambda stays above 11: a float16
+    # weight near 1 is rounded by up to 5e-4, far beyond the atol the other cases need.
+    specs += [("float16 lambda = 11, 12 and 15", torch.tensor([11.0, 12.0, 15.0], dtype=torch.float64),
+               torch.float16, 5.0, p) for p in ("eps", "v")]
     cases = []
     for what, log_snr, dtype, gamma, p in specs:
         log_snr = log_snr.to(dtype)
@@ -347,11 +358,13 @@ def check_min_snr_weight(fn: Callable, *, device: str | torch.device = "cpu", qu
         expected = min_snr_weight(log_snr.double(), gamma, p).to(dtype).to(dev)
         label = f"{what}, gamma = {gamma:g}, parameterisation = {p!r}"
         log_snr = log_snr.to(dev)
-        cases.append(_Case(label, (log_snr, gamma, p), expected, log_snr, row="weight", t_name="lambda"))
+        cases.append(_Case(label, (log_snr, gamma, p), expected, log_snr, row="weight", t_name="lambda",
+                           extra={"float16": dtype == torch.float16}))
     ex = _Exercise(
         "min_snr_weight", "min_snr_weight(log_snr, gamma, parameterisation)", "check_min_snr_weight",
         "eps, v and x, lambda from -15 to 15 with the kink at log(gamma), float32 and float64, gamma = 5 and 1, "
-        "a batch of one", atol=1e-6, rtol=1e-5, dtype="input", wrong=_min_snr_wrong, on_error=_min_snr_error)
+        "a batch of one, and eps and v in float16 where exp(lambda) overflows", atol=1e-6, rtol=1e-5,
+        dtype="input", wrong=_min_snr_wrong, diagnose=_min_snr_overflow, on_error=_min_snr_error)
     return _run(ex, fn, cases, dev, quiet)
 
 
@@ -861,6 +874,24 @@ def _min_snr_wrong(case: _Case) -> Iterator[Wrong]:
                           "weighting caps SNR at gamma from above, torch.clamp(snr, max=gamma) (or "
                           "torch.minimum), rather than raising it to gamma."), \
         lambda: _min_snr_formula(snr, snr.clamp(min=gamma), p)
+
+
+def _min_snr_overflow(case: _Case, out, call) -> tuple[str, str] | None:
+    """The weights formed through SNR = exp(lambda), which is inf in float16 above log 65504."""
+    got = _values(out)
+    if not case.extra.get("float16") or got is None or got.shape != case.expected.shape:
+        return None
+    over = case.t.detach().to("cpu", torch.float64) > math.log(torch.finfo(torch.float16).max)
+    if over.any() and (~torch.isfinite(got[over])).any():
+        what = "SNR / (SNR + 1) is inf / inf, NaN"
+    elif over.any() and (got[over] == 0).any():
+        what = "gamma / SNR is 0 where the weight is gamma e^-lambda, small but not 0"
+    else:
+        return None
+    return "float16_overflow", ("in float16, SNR = exp(lambda) overflows to inf above lambda = log 65504 = 11.09, "
+                                f"so {what}; form the weights from lambda without building the SNR: "
+                                "min(SNR, gamma) / SNR = exp(min(0, log(gamma) - lambda)), and "
+                                "SNR / (SNR + 1) = sigmoid(lambda).")
 
 
 def _min_snr_error(case: _Case, err: Exception) -> tuple[str, str] | None:

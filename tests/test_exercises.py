@@ -69,6 +69,17 @@ def ddim_step(x_t, eps, t, t_prev, alpha_bar):
 
 
 def min_snr_weight(log_snr, gamma, parameterisation):
+    log_gamma = math.log(gamma)
+    if parameterisation == "x":
+        return torch.exp(torch.clamp(log_snr, max=log_gamma))
+    w_eps = torch.exp(torch.clamp(log_gamma - log_snr, max=0.0))    # min(1, gamma / SNR)
+    if parameterisation == "eps":
+        return w_eps
+    return w_eps * torch.sigmoid(log_snr)                           # times SNR / (SNR + 1)
+
+
+def min_snr_weight_naive(log_snr, gamma, parameterisation):
+    """The published formulas as written, through SNR = exp(lambda): inf in float16 above lambda = 11.09."""
     snr = log_snr.exp()
     capped = torch.clamp(snr, max=gamma)
     if parameterisation == "eps":
@@ -323,6 +334,14 @@ def min_snr_python_min(log_snr, gamma, parameterisation):
     return _weight_from(snr, min(snr, gamma), parameterisation)
 
 
+def min_snr_v_from_eps_naive(log_snr, gamma, parameterisation):
+    # the eps weight in log space, but the v weight as it times SNR / (SNR + 1), which is inf / inf in float16
+    if parameterisation != "v":
+        return min_snr_weight(log_snr, gamma, parameterisation)
+    snr = log_snr.exp()
+    return min_snr_weight(log_snr, gamma, "eps") * (snr / (snr + 1))
+
+
 # --- every checker ----------------------------------------------------------------------
 
 CHECKERS = {
@@ -501,6 +520,8 @@ HINTS = [
     (check_min_snr_weight, min_snr_lambda_as_snr, "lambda_as_snr", "SNR = exp(lambda)"),
     (check_min_snr_weight, min_snr_max_for_min, "max_for_min", "max(SNR, gamma) in place of min(SNR, gamma)"),
     (check_min_snr_weight, min_snr_python_min, "tensor_condition", "Python's min(snr, gamma)"),
+    (check_min_snr_weight, min_snr_weight_naive, "float16_overflow", "so gamma / SNR is 0 where the weight"),
+    (check_min_snr_weight, min_snr_v_from_eps_naive, "float16_overflow", "so SNR / (SNR + 1) is inf / inf, NaN"),
 ]
 
 
@@ -656,7 +677,7 @@ def test_ddim_step_leaves_the_global_random_state_as_it_was():
 
 def test_min_snr_weight_keeps_the_dtype_of_its_inputs():
     report = check_min_snr_weight(lambda *a: min_snr_weight(*a).float(), quiet=True)
-    assert not report.passed and "case 4 of 11 (float64 lambda" in report.message
+    assert not report.passed and "case 4 of 13 (float64 lambda" in report.message
     assert "dtype torch.float32, expected torch.float64, that of the inputs" in report.message
 
 
@@ -668,14 +689,14 @@ def test_min_snr_weight_in_log_space_with_sigmoid_or_in_float64_passes():
 
     def with_sigmoid(log_snr, gamma, parameterisation):
         snr = log_snr.exp()
-        if parameterisation == "eps":
-            return torch.where(snr < gamma, torch.ones_like(snr), gamma / snr)
+        if parameterisation == "eps":       # gamma * exp(-lambda), not gamma / snr: snr is inf in float16
+            return torch.where(snr < gamma, torch.ones_like(snr), gamma * torch.exp(-log_snr))
         if parameterisation == "v":
             return torch.where(snr < gamma, torch.sigmoid(log_snr), gamma * torch.sigmoid(-log_snr))
         return torch.minimum(snr, torch.full_like(snr, gamma))
 
-    def in_float64(log_snr, gamma, parameterisation):
-        return min_snr_weight(log_snr.double(), gamma, parameterisation).to(log_snr.dtype)
+    def in_float64(log_snr, gamma, parameterisation):    # exp(lambda) is finite in float64
+        return min_snr_weight_naive(log_snr.double(), gamma, parameterisation).to(log_snr.dtype)
 
     for fn in (log_space, with_sigmoid, in_float64):
         assert check_min_snr_weight(fn, quiet=True).passed, fn.__name__
@@ -687,9 +708,32 @@ def test_min_snr_weight_failure_names_lambda():
 
     report = check_min_snr_weight(off_at_the_top, quiet=True)
     assert not report.passed and report.hint is None
-    assert "case 1 of 11 (float32 lambda = -15, -12.5, ..., 15 and log(gamma), gamma = 5, parameterisation = 'eps')" \
+    assert "case 1 of 13 (float32 lambda = -15, -12.5, ..., 15 and log(gamma), gamma = 5, parameterisation = 'eps')" \
         in report.message
     assert "the weight with lambda = 15" in report.message and "atol=1e-06, rtol=1e-05" in report.message
+
+
+def test_min_snr_weight_through_the_snr_fails_in_float16_and_says_why():
+    # right in float32 and float64, where exp(15) is finite: only the float16 cases, last, catch it
+    report = check_min_snr_weight(min_snr_weight_naive, quiet=True)
+    assert not report.passed and report.hint == "float16_overflow"
+    assert report.case == "case 12 of 13 (float16 lambda = 11, 12 and 15, gamma = 5, parameterisation = 'eps')"
+    assert "the weight with lambda = 12 (got 0, expected 3.06964e-05" in report.message
+    assert "overflows to inf above lambda = log 65504 = 11.09" in report.message
+    assert "exp(min(0, log(gamma) - lambda))" in report.message and "sigmoid(lambda)" in report.message
+    report = check_min_snr_weight(min_snr_v_from_eps_naive, quiet=True)
+    assert report.case.startswith("case 13 of 13 (float16") and report.hint == "float16_overflow"
+    assert "it returned nan at index 1, the weight with lambda = 12, where the reference is 3.07e-05" \
+        in report.message
+
+
+def test_min_snr_weight_float16_cases_pass_the_log_space_forms():
+    # the reference (the chapter's solution, with sigmoid) and diffnb's own (with softplus), both in float16
+    from diffnb.continuous import min_snr_weight as diffnb_weight
+    for fn in (min_snr_weight, diffnb_weight):
+        report = check_min_snr_weight(fn, quiet=True)
+        assert report.passed, report.message
+        assert "13 cases" in report.message and "float16" in report.message
 
 
 def test_min_snr_weight_hint_needs_the_whole_case():

@@ -136,6 +136,10 @@ def check_simple_diffusion(r: dict) -> None:
     check_exercises(r)
     # the chapter's min-SNR weights are the published formula (to 1e-6)
     assert r["minsnr_weight_max_error"] <= 1e-6, r
+    # the exact denoiser: after 10 steps both samplers fall short of the last estimate's spread,
+    # the ancestral one more so; and DDPM's clipped cosine ends far below the continuous one
+    assert r["exact_ancestral_std_10"] < r["exact_ddim_std_10"] < r["exact_std_cap_10"] < 0.5, r
+    assert r["ddpm_cosine_last_log_snr"] < -15, r
     assert r["conversion_round_trip_error"] < 1e-9, r
     # pooling upsampled digits by 4 raises the log-SNR by about 2 log 4 = 2.77 (a little less)
     assert 2.3 < r["pooled_log_snr_gain"] < 2.8, r

@@ -1,4 +1,4 @@
-"""Repeat chapter 5's experiment over training seeds and record what it measured.
+"""Repeat chapter 5's experiment over seeds and record what it measured.
 
     python tools/seeds.py [--profile full|quick] [--seeds 0 1 2] [--device auto|cpu|cuda|mps]
 
