@@ -386,9 +386,13 @@ def _run(ex: _Exercise, fn, cases: list[_Case], device: torch.device, quiet: boo
 def _run_cases(ex: _Exercise, fn, cases: list[_Case]) -> Report:
     if not callable(fn):
         return _fail(ex, f"{ex.checker} needs a function, {ex.signature}; it was given {_kind(fn)}.")
+    # a function exercise goes by the student's own name for it where it has one (a chapter may keep a
+    # naive version under the exercise's name); a schedule goes by the schedule's name ("linear schedule")
+    name = getattr(fn, "__name__", "")
+    name = name if name.isidentifier() and ex.name.isidentifier() else ex.name
     arity = _arity_problem(fn, cases[0].args)
     if arity:
-        return _fail(ex, f"{ex.name} must take the arguments {ex.signature}; {arity}.")
+        return _fail(ex, f"{name} must take the arguments {ex.signature}; {arity}.")
     n = len(cases)
     for i, case in enumerate(cases, 1):
         where = f"case {i} of {n} ({case.label})"
@@ -401,7 +405,7 @@ def _run_cases(ex: _Exercise, fn, cases: list[_Case]) -> Report:
                              f"write its body, then run {ex.checker} again.", where)
         except Exception as err:  # the student's bug, reported rather than raised
             hint = _error_hint(ex, case, err)
-            text = f"{ex.name} raised {type(err).__name__} on {where}{_raised_at(err)}: {_first_line(err)}"
+            text = f"{name} raised {type(err).__name__} on {where}{_raised_at(err)}: {_first_line(err)}"
             return _fail(ex, _with_hint(text, hint), where, hint)
         try:
             problem = _problem(out, case, ex)
@@ -410,9 +414,9 @@ def _run_cases(ex: _Exercise, fn, cases: list[_Case]) -> Report:
         if problem is None:
             continue
         hint = _find_hint(ex, case, out, call)
-        return _fail(ex, _with_hint(f"{ex.name} fails {where}: {problem}.", hint), where, hint)
+        return _fail(ex, _with_hint(f"{name} fails {where}: {problem}.", hint), where, hint)
     tol = f"atol={ex.atol:g}" + (f", rtol={ex.rtol:g}" if ex.rtol else "")
-    return Report(True, f"{ex.name} is correct: it matches diffnb's reference on all {n} cases "
+    return Report(True, f"{name} is correct: it matches diffnb's reference on all {n} cases "
                         f"({ex.summary}), within {tol}.", ex.name)
 
 

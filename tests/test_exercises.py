@@ -385,6 +385,19 @@ def test_stub_is_not_implemented_yet(name):
                               f"write its body, then run {checker} again.")
 
 
+@pytest.mark.parametrize("name", CHECKERS)
+def test_messages_name_the_function_as_the_student_wrote_it(name):
+    check, right = CHECKERS[name]
+
+    def my_attempt(*args):   # another name than the exercise's, as a chapter's second try has
+        return right(*args)
+
+    exercise = f"{name} schedule" if name in ("linear", "cosine") else name
+    named = exercise if name in ("linear", "cosine") else "my_attempt"   # a schedule keeps its name
+    assert check(my_attempt, quiet=True).message.startswith(f"{named} is correct")
+    assert check(lambda *a: right(*a) + 1, quiet=True).message.startswith(f"{exercise} fails case 1")
+
+
 def raises_value_error(*args):
     raise ValueError("bad input")
 
