@@ -30,9 +30,10 @@ def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
 
     Text rather than a widget: the book is built from notebooks executed
     headless, where widget state is not saved and a widget bar would show as an
-    empty box. It writes to stdout, at most once a second.
+    empty box. It writes to stdout, at most once a second, 78 characters wide:
+    the width the book's code blocks show.
     """
-    kwargs = {"file": sys.stdout, "mininterval": 1.0, "ncols": 90, **kwargs}
+    kwargs = {"file": sys.stdout, "mininterval": 1.0, "ncols": 78, **kwargs}
     return tqdm(iterable, **kwargs)
 
 

@@ -50,6 +50,18 @@ def test_no_hard_coded_device(path):
             f"{path.name}: devices come from the parameters cell only:\n{cell.source[:200]}"
 
 
+CODE_WIDTH = 79   # characters; _static/code.css sizes the book's code blocks to show them
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_lines_fit_the_books_code_blocks(path):
+    """A longer line hides its end behind a scroll bar in the rendered book."""
+    long = [(i, line) for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+            if cell.cell_type == "code" for line in cell.source.splitlines() if len(line) > CODE_WIDTH]
+    assert not long, f"{path.name}: {len(long)} code lines over {CODE_WIDTH} characters, first in cell " \
+                     f"{long[0][0]}: {long[0][1]!r}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_kernelspec(path):
     nb = nbformat.read(path, as_version=4)

@@ -181,6 +181,20 @@ def test_the_book_build_shows_recorded_numbers_only_in_the_text(executed_quick):
         assert "{glue:text}" not in printed, stem
 
 
+PRINTED_WIDTH = 80   # the code's 79 (tests/test_conventions.py), and PyTorch's repr of a module
+
+
+def test_printed_lines_fit_the_books_code_blocks(executed_quick):
+    """A longer line hides its end behind a scroll bar in the rendered book."""
+    for stem, path in executed_quick.items():
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":
+                    lines = "".join(out["text"]).replace("\r", "\n").splitlines()
+                    long = [line for line in lines if len(line) > PRINTED_WIDTH]
+                    assert not long, f"{stem}, cell {i}: printed {len(long[0])} characters: {long[0]!r}"
+
+
 def cpu_has_bfloat16_kernels() -> bool:
     """Whether oneDNN runs bfloat16 convolutions natively here (AVX512 or AMX). Elsewhere (an
     AVX2-only CPU) PyTorch falls back to a reference kernel: a training step of chapter 4's

@@ -424,6 +424,8 @@ def test_progress_wraps_an_iterable(capsys):
     assert list(progress(range(4), desc="progress-check")) == [0, 1, 2, 3]
     out = capsys.readouterr().out
     assert "progress-check" in out and "4/4" in out
+    # as wide as the book's code blocks (tests/test_conventions.py), so no scroll bar
+    assert max(len(line) for line in out.replace("\r", "\n").splitlines()) <= 78
 
 
 def test_write_json_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
