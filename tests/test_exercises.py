@@ -392,8 +392,9 @@ def test_messages_name_the_function_as_the_student_wrote_it(name):
     def my_attempt(*args):   # another name than the exercise's, as a chapter's second try has
         return right(*args)
 
-    exercise = f"{name} schedule" if name in ("linear", "cosine") else name
-    named = exercise if name in ("linear", "cosine") else "my_attempt"   # a schedule keeps its name
+    schedule = name in ("linear", "cosine")                  # a schedule keeps its name
+    exercise = f"{name} schedule" if schedule else name
+    named = exercise if schedule else "my_attempt"
     assert check(my_attempt, quiet=True).message.startswith(f"{named} is correct")
     assert check(lambda *a: right(*a) + 1, quiet=True).message.startswith(f"{exercise} fails case 1")
 
