@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -43,6 +44,17 @@ def check_two_moons(r: dict) -> None:
     assert r["alpha_bar_T10_linear"] > 0.8
     # closed form against iterated steps: within a few Monte Carlo standard errors
     assert r["forward_mc_max_error"] < 6 * r["mc_standard_error"], r
+    # the words the text quotes follow the gaps they name (3 chunk stds; the sign from the ratios)
+    for words, gap, ratio in (("verdict_T10", "gap_T10", "ratio_T10"),
+                              ("verdict_standardised", "gap_standardised", "ratio_standardised"),
+                              ("budget_verdict_half", "budget_gap_half", "budget_ratio_half")):
+        assert r[words] == ("not measurably different from" if r[gap] <= 3 else
+                            "measurably worse than" if r[ratio] > r["ratio_main"] else
+                            "measurably better than"), (words, r)
+    assert ("cost a loss" in r["T10_conclusion"]) == (r["verdict_T10"] == "measurably worse than"), r
+    clear = [k for k in ("onehot", "T10", "T10_beta_tilde", "standardised", "floor", "noise")
+             if r[f"gap_{k}"] > 3]
+    assert len(re.split(", | and ", r["clear_gaps"])) == len(clear) >= 1, (clear, r)
 
 
 def check_forward_cat(r: dict) -> None:
@@ -97,6 +109,11 @@ def check_unet(r: dict) -> None:
     # both networks learn to denoise: far below the loss of the noisy input itself
     for key in ("denoise_loss_basic", "denoise_loss_unet"):
         assert r[key] < 0.5 * r["denoise_loss_noisy_input"], r
+    # the text's verdict follows the ratio of the two losses (a tenth either way)
+    ratio = r["denoise_loss_ratio"]
+    assert ratio == pytest.approx(r["denoise_loss_unet"] / r["denoise_loss_basic"])
+    assert ("full UNet is the better" in r["denoise_verdict"]) == (ratio < 0.9), r
+    assert ("minimal network is the better" in r["denoise_verdict"]) == (ratio > 1 / 0.9), r
 
 
 def check_training_images(r: dict) -> None:
@@ -124,6 +141,8 @@ def check_training_images(r: dict) -> None:
     assert r["fd_ddim_20"] <= 0.25 * r["fd_noise"], r
     # the text: DDIM-20 against the ancestral sampler as a ratio of means over their sets
     assert r["fd_ddim_20_mean_ratio"] == pytest.approx(r["fd_ddim_20_mean"] / r["fd"], rel=1e-5)
+    assert r["few_steps_gap_verdict"] == ("larger than" if r["few_steps_gap"] > r["sampling_spread"]
+                                          else "within"), r
     # the text: the resumed demonstration run redoes steps taken after the last checkpoint
     assert r["demo_redone"] == r["demo_stop_at"] - 1 - r["demo_checkpoint"] >= 1, r
     assert 0 < r["sample_confidence"] <= 1 and 1 <= r["classes_covered"] <= 10, r
@@ -155,6 +174,20 @@ def check_simple_diffusion(r: dict) -> None:
     for key in ("fd_cosine_base", "fd_cosine_high", "fd_shifted_high", "fd_interpolated_high"):
         assert r[key] < 0.8 * r["fd_noise"], (key, r)
     assert r["images_per_second_base"] > 0 and r["images_per_second_high"] > 0, r
+    # the words the text quotes follow the scores they compare, given the sampling spread
+    spread = r["fd_resample_spread"]
+    for words, fd, ref in ((r["shift_vs_plain"], r["fd_shifted_high"], r["fd_cosine_high"]),
+                           (r["other_schedule_verdict"], r["fd_shifted_net_cosine_sampler"],
+                            r["fd_shifted_high_first"])):
+        assert words.endswith("within the sampling spread" if abs(fd - ref) <= spread
+                              else "by more than the sampling spread"), r
+        assert ("worse" in words) == (fd > ref) != ("better" in words), r
+    fd_i, fd_c, fd_s = (r[f"fd_{k}_high"] for k in ("interpolated", "cosine", "shifted"))
+    nearer = "plain" if abs(fd_i - fd_c) < abs(fd_i - fd_s) else "shifted"
+    position = r["interpolated_position"]
+    assert position.startswith("within the sampling spread") == (
+        min(abs(fd_i - fd_c), abs(fd_i - fd_s)) <= spread), r
+    assert position.endswith(f"{nearer} cosine") or position.endswith("both"), r
 
 
 CHECKS = {"01_two_moons": check_two_moons, "02_forward_process_cat": check_forward_cat,
