@@ -390,9 +390,11 @@ def _run_cases(ex: _Exercise, fn, cases: list[_Case]) -> Report:
     # naive version under the exercise's name); a schedule goes by the schedule's name ("linear schedule")
     name = getattr(fn, "__name__", "")
     name = name if name.isidentifier() and ex.name.isidentifier() else ex.name
+    params = ex.signature[ex.signature.index("("):]                 # "(t, dim)"
+    signature = name + params if name != ex.name else ex.signature   # "time_features(t, dim)"
     arity = _arity_problem(fn, cases[0].args)
     if arity:
-        return _fail(ex, f"{name} must take the arguments {ex.signature}; {arity}.")
+        return _fail(ex, f"{name} must take the arguments {params}; {arity}.")
     n = len(cases)
     for i, case in enumerate(cases, 1):
         where = f"case {i} of {n} ({case.label})"
@@ -401,7 +403,7 @@ def _run_cases(ex: _Exercise, fn, cases: list[_Case]) -> Report:
             out = call()
         except NotImplementedError:
             at = f" on {where}" if i > 1 else ""
-            return _fail(ex, f"not implemented yet: {ex.signature} still raises NotImplementedError{at}; "
+            return _fail(ex, f"not implemented yet: {signature} still raises NotImplementedError{at}; "
                              f"write its body, then run {ex.checker} again.", where)
         except Exception as err:  # the student's bug, reported rather than raised
             hint = _error_hint(ex, case, err)
