@@ -672,8 +672,10 @@ def _betas_diagnose(case: _Case, out, call) -> tuple[str, str] | None:
     if name == "cosine":
         why = ("alpha_bar is evaluated on the T + 1 points t / T, t = 0 .. T, and the betas are the T ratios "
                "1 - alpha_bar[t + 1] / alpha_bar[t] between neighbours.")
-    else:
-        why = "there is one beta per step, T in all: torch.linspace(beta_start, beta_end, T)."
+    else:   # the points each schedule is evaluated at
+        points = {"linear": "torch.linspace(beta_start, beta_end, T)", "sigmoid": "torch.linspace(-6, 6, T)",
+                  "quadratic": "torch.linspace(beta_start ** 0.5, beta_end ** 0.5, T)"}
+        why = "there is one beta per step, T in all" + (f": {points[name]}." if name in points else ".")
     return "length", f"{out.shape[0]} values for T = {T}: {why}"
 
 

@@ -561,6 +561,8 @@ SCHEDULE_HINTS = [
     ("linear", lambda T: 1e-4 + (0.02 - 1e-4) * torch.arange(T, dtype=torch.float64) / T, "endpoint",
      "includes both ends"),
     ("linear", lambda T: torch.linspace(1e-4, 0.02, T + 1), "length", "one beta per step"),
+    ("sigmoid", lambda T: 1e-4 + (0.02 - 1e-4) * torch.sigmoid(torch.linspace(-6, 6, T + 1, dtype=torch.float64)),
+     "length", "one beta per step, T in all: torch.linspace(-6, 6, T)."),
     ("cosine", lambda T: cosine_betas(T, clip=False), "not_clipped", "max_beta = 0.999"),
     ("cosine", lambda T: cosine_betas(T, clip=False, dtype=torch.float32), "not_clipped", "max_beta = 0.999"),
     ("cosine", lambda T: cosine_betas(T, s=0.0), "offset", "s = 0.008"),

@@ -61,6 +61,8 @@ def check_forward_cat(r: dict) -> None:
     check_exercises(r)
     # exercise: pixels in [0, 1] have a quarter of the SNR, so the cat dissolves sooner
     assert r["unit_range_t_half"] < r["signed_range_t_half"], r
+    # ... although its mean square, which counts the offset of one half, is the larger
+    assert r["unit_range_power"] > r["signed_range_power"], r
     # exercise: exp(-sum of betas) predicts the smallest T for the linear schedule within 2%
     assert abs(r["linear_T_min"] - r["linear_T_estimate"]) < 0.02 * r["linear_T_estimate"], r
     # a thousand single steps and the closed form agree within four Monte Carlo standard errors
