@@ -68,7 +68,7 @@ class ResnetBlock(nn.Module):
 
 
 class ConvNextBlock(nn.Module):
-    """A ConvNeXt block (Liu et al., 2022) with the time embedding *added* to its features.
+    """A ConvNeXt-style block after Liu et al. (2022), with the time embedding *added* to its features.
 
     Depthwise 7x7 conv, + time, then GroupNorm(1), conv 3x3 to ``mult * dim_out``,
     GELU, GroupNorm, conv 3x3 back, plus a residual connection.
