@@ -874,13 +874,14 @@ def _min_snr_wrong(case: _Case) -> Iterator[Wrong]:
                 lambda other=other: _min_snr_formula(snr, snr.clamp(max=gamma), other)
     yield "uncapped", (f"the output equals {MIN_SNR_UNCAPPED[p]}, the weight without its cap: {asked}. The min "
                        "caps SNR at gamma so that the nearly clean steps (high SNR) do not dominate the loss; "
-                       "use torch.clamp(snr, max=gamma)."), lambda: _min_snr_formula(snr, snr, p)
+                       "use torch.clamp(snr, max=gamma), or in log space torch.clamp(log_snr, max=math.log(gamma))."), \
+        lambda: _min_snr_formula(snr, snr, p)
     yield "lambda_as_snr", ("the output equals the weight with lambda itself in place of SNR: log_snr holds "
-                            "lambda = log SNR, so SNR = exp(lambda), log_snr.exp()."), \
+                            "lambda = log SNR, so SNR = exp(lambda), and gamma compares with lambda as log(gamma)."), \
         lambda: _min_snr_formula(lam, lam.clamp(max=gamma), p)
     yield "max_for_min", ("the output equals the weight with max(SNR, gamma) in place of min(SNR, gamma): the "
                           "weighting caps SNR at gamma from above, torch.clamp(snr, max=gamma) (or "
-                          "torch.minimum), rather than raising it to gamma."), \
+                          "torch.minimum; in log space, lambda at log(gamma)), rather than raising it to gamma."), \
         lambda: _min_snr_formula(snr, snr.clamp(min=gamma), p)
 
 
