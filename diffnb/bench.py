@@ -33,8 +33,8 @@ def timeit(fn: Callable[[], object], *, repeat: int = 5, warmup: int = 1,
            device: torch.device | str | None = None) -> float:
     """Median wall-clock seconds of ``fn()`` over ``repeat`` runs, after ``warmup`` runs.
 
-    On CUDA the device is synchronised before and after each run, so the time
-    covers the kernels and not just their launch.
+    Given a CUDA ``device``, it is synchronised before and after each run, so the time
+    covers the kernels and not just their launch (without one, only the launch is timed).
     """
     if repeat < 1 or warmup < 0:
         raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat!r}, warmup={warmup!r}")

@@ -26,6 +26,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .device import default_device
+
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LogSNRSchedule = Callable[[torch.Tensor], torch.Tensor]
 PARAMETERISATIONS = ("eps", "x", "v")
@@ -185,7 +187,7 @@ def sample(model: Model, log_snr_fn: LogSNRSchedule, shape: tuple[int, ...], ste
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(clip_x, bool):
         raise ValueError(f"clip_x must be True or False, got {clip_x!r}")
-    device = _default_device(model, device)
+    device = default_device(model, device)
     z = torch.randn(shape, device=device, generator=generator)
     times = torch.linspace(1.0, 0.0, steps + 1, device=device)
     for i in range(steps):
@@ -229,13 +231,3 @@ def _check_parameterisation(parameterisation) -> None:
     if parameterisation not in PARAMETERISATIONS:
         raise ValueError(f"unknown parameterisation {parameterisation!r}; "
                          f"allowed: {', '.join(map(repr, PARAMETERISATIONS))}")
-
-
-def _default_device(model, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if isinstance(model, torch.nn.Module):
-        param = next(model.parameters(), None)
-        if param is not None:
-            return param.device
-    return torch.device("cpu")

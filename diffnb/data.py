@@ -276,6 +276,9 @@ def load_image_data(name: str = "digits", *, image_size: int | None = None, chan
                          f"got {fallback!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size <= 0):
+        raise ValueError(f"image_size must be a positive integer or None (the dataset's own), got {image_size!r}")
     if name in OFFLINE_DATASETS:
         images, labels = _offline_arrays(name)
         train_idx, test_idx = _split_per_class(labels, TRAIN_PER_CLASS[name], seed)

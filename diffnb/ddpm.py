@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .device import default_device
 from .schedules import DiscreteSchedule
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -91,6 +92,7 @@ def eps_loss(model: Model, sched: DiscreteSchedule, x0: torch.Tensor,
     t = torch.randint(0, sched.T, (x0.shape[0],), device=x0.device, generator=generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     pred = model(q_sample(sched, x0, t, noise), t)
+    check_same_shape("the model's output", pred, "x0", x0)   # else the loss would broadcast
     if kind == "l1":
         return F.l1_loss(pred, noise)
     if kind == "huber":
@@ -113,6 +115,8 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     _check_clip(clip_x0)
     tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
     check_timesteps(tt, xt, sched.T)
+    if t > 0:   # the last step adds none, so noise may be None there only
+        _check_noise(noise, xt, "x_t")
     x0 = predict_x0(sched, xt, tt, model(xt, tt))
     if clip_x0 is not None:
         x0 = x0.clamp(-clip_x0, clip_x0)
@@ -122,6 +126,13 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     if t == 0:
         return mean, x0
     return mean + var.sqrt() * noise, x0
+
+
+def _check_noise(noise, x: torch.Tensor, x_name: str) -> None:
+    if noise is None:
+        raise ValueError(f"noise is None; it must be a tensor of the shape of {x_name}, {tuple(x.shape)}, "
+                         "except at the last step")
+    check_same_shape("noise", noise, x_name, x)
 
 
 def _check_clip(clip_x0) -> None:
@@ -134,14 +145,15 @@ def _check_clip(clip_x0) -> None:
 def sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *, device=None,
            generator: torch.Generator | None = None, variance: str = "beta",
            clip_x0: float | None = None, keep_every: int = 0):
-    """Ancestral sampling from x_T ~ N(0, I) down to x_0, through all T steps.
+    """Ancestral sampling from x_T ~ N(0, I) down to x_0, through all T steps, on ``device``
+    (by default the model's; ``generator`` must live there).
 
     Returns the samples, shape ``shape``; with ``keep_every=k > 0`` returns
     ``(samples, xs, x0s)``: ``xs`` stacks x_T and every k-th x_t, shape
     (n_kept, *shape), and ``x0s`` the model's estimates of x_0 at the same steps
     (x_T's entry is zeros: there is no estimate yet), both on the CPU.
     """
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = default_device(model, device)
     x = torch.randn(shape, device=device, generator=generator)
     xs, x0s = [x.cpu()], [torch.zeros(shape)]
     for i, t in enumerate(reversed(range(sched.T))):
@@ -188,6 +200,8 @@ def ddim_step(sched: DiscreteSchedule, x_t: torch.Tensor, eps: torch.Tensor, t: 
         raise ValueError(f"t_prev must be an integer tensor of shape {tuple(t.shape)} with -1 <= t_prev < t")
     if eta > 0 and noise is None and (t_prev >= 0).any():
         raise ValueError("eta > 0 needs noise, except at the end of the chain (t_prev = -1)")
+    if noise is not None:
+        check_same_shape("noise", noise, "x_t", x_t)
     a_t = _per_sample(sched.alpha_bar, t, x_t)
     a_s = _per_sample(sched.alpha_bar_prev, t_prev + 1, x_t)   # alpha_bar[t_prev], and 1 at t_prev = -1
     x0 = predict_x0(sched, x_t, t, eps)
@@ -220,11 +234,12 @@ def ddim_sample(model: Model, sched: DiscreteSchedule, shape: tuple[int, ...], *
 
     ``eta=0`` is deterministic; ``eta=1`` is ancestral sampling on the kept steps with
     the posterior variance (with ``steps=T`` it equals ``sample(variance="beta_tilde")``).
-    Returns like ``sample``: the samples, or ``(samples, xs, x0s)`` with ``keep_every``.
+    Returns like ``sample``: the samples, or ``(samples, xs, x0s)`` with ``keep_every``; runs
+    on ``device``, by default the model's.
     """
     _check_eta(eta)
     _check_clip(clip_x0)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    device = default_device(model, device)
     ts = timesteps(sched.T, steps).tolist()
     x = torch.randn(shape, device=device, generator=generator)
     xs, x0s = [x.cpu()], [torch.zeros(shape)]

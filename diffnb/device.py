@@ -35,6 +35,10 @@ def get_device(name: str | torch.device = "auto") -> torch.device:
     for a GPU should not quietly take an hour on the CPU.
     """
     if isinstance(name, torch.device):
+        if name.index not in (None, 0):   # dropping it would silently run on another GPU
+            raise ValueError(f"device {str(name)!r}: get_device takes a device type, and resolves 'cuda' to "
+                             "the current GPU; to run on another, make it the only one visible "
+                             f"(CUDA_VISIBLE_DEVICES={name.index})")
         name = name.type
     if not isinstance(name, str) or name.lower() not in DEVICE_NAMES:
         raise ValueError(f"unknown device {name!r}; allowed: {', '.join(map(repr, DEVICE_NAMES))}")
@@ -60,6 +64,18 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def default_device(model, device: torch.device | str | None = None) -> torch.device:
+    """The device to sample on: ``device`` if given, else that of ``model``'s first parameter
+    (the CPU for a plain function or a model without parameters)."""
+    if device is not None:
+        return torch.device(device)
+    if isinstance(model, torch.nn.Module):
+        param = next(model.parameters(), None)
+        if param is not None:
+            return param.device
+    return torch.device("cpu")
 
 
 def synchronize(device: torch.device | str | None) -> None:

@@ -235,8 +235,11 @@ def discrete_log_snr(schedule: DiscreteSchedule | torch.Tensor) -> tuple[torch.T
         log_snr = schedule.snr.log()    # snr was formed in float64: 1 - alpha_bar kept its digits
     elif isinstance(schedule, torch.Tensor) and schedule.ndim == 1 and schedule.numel() > 0 \
             and schedule.dtype.is_floating_point:
-        if not ((schedule > 0) & (schedule < 1)).all():
-            raise ValueError("alpha_bar must lie in the open interval (0, 1)")
+        bad = ~((schedule > 0) & (schedule < 1))
+        if bad.any():
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"alpha_bar must lie in the open interval (0, 1); alpha_bar[{i}] = "
+                             f"{schedule[i].item()!r}")
         log_snr = schedule.log() - torch.log1p(-schedule)
     else:
         raise TypeError(f"expected a DiscreteSchedule or a 1-D float tensor alpha_bar, got {schedule!r:.80}")

@@ -130,6 +130,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
         raise ValueError(f"log_every must be a positive integer, got {log_every!r}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path to resume from")
+    # clip_grad_norm_ scales by grad_clip / norm: 0 would freeze the model and a negative value reverse it
+    if grad_clip is not None and (isinstance(grad_clip, bool) or not grad_clip > 0):
+        raise ValueError(f"grad_clip must be None or a positive number, got {grad_clip!r}")
     next_batch = batches if callable(batches) and not hasattr(batches, "__next__") else iter(batches).__next__
     device = next(model.parameters()).device
     module = _unwrap(model)     # what checkpoints and the EMA hold
@@ -164,7 +167,11 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor]
                    initial=start, total=steps)
     with cudnn_autotuning(fast.cudnn_autotune):     # the backward pass reads it too
         for step in bar:
-            batch = next_batch()
+            try:
+                batch = next_batch()
+            except StopIteration:   # a finite iterable (a list, a DataLoader's epoch) ran dry
+                raise ValueError(f"batches ran out after {step} of {steps} steps; pass an endless stream "
+                                 "(data.ImageBatches, a generator) or a function that returns a batch") from None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(model, batch)
             opt.zero_grad(set_to_none=True)

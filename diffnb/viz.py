@@ -23,6 +23,12 @@ def _grid(n: int, ncols: int | None, size: float, extra_height: float = 0.0):
 def loss_curves(curves: dict, *, window: int = 100, title: str = "training loss"):
     """Running means over ``window`` steps of each loss list in ``curves`` ({label: losses}),
     against the step, on a log scale; returns the figure."""
+    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+        raise ValueError(f"window must be a positive integer, got {window!r}")
+    for label, losses in curves.items():
+        if len(losses) < window:
+            raise ValueError(f"curve {label!r} has {len(losses)} losses, fewer than window = {window}; "
+                             "pass a smaller window")
     fig, ax = plt.subplots(figsize=(7, 3))
     stride = max(1, window // 10)
     for label, losses in curves.items():
@@ -37,6 +43,9 @@ def loss_curves(curves: dict, *, window: int = 100, title: str = "training loss"
 def scatter_panels(point_sets, titles, *, lim: float = 2.5, size: float = 2.6, s: float = 1.0,
                    color="C0", ncols: int | None = None):
     """One square scatter plot per (N, 2) tensor, ``ncols`` to a row (default: all); returns the figure."""
+    if not len(point_sets) or len(titles) != len(point_sets):
+        raise ValueError(f"scatter_panels needs one title per point set and at least one set; "
+                         f"got {len(point_sets)} point sets and {len(titles)} titles")
     fig, axes = _grid(len(point_sets), ncols, size)
     for ax, pts, title in zip(axes.flat, point_sets, titles):
         pts = torch.as_tensor(pts).detach().cpu()

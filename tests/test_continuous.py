@@ -183,7 +183,7 @@ def test_discrete_schedule_on_the_log_snr_axes():
     t2, lam2 = discrete_log_snr(alpha_bar)
     torch.testing.assert_close(lam2, torch.log(alpha_bar / (1 - alpha_bar)), rtol=0, atol=1e-12)
     torch.testing.assert_close(t2, t.double())
-    with pytest.raises(ValueError, match=r"open interval \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"open interval \(0, 1\); alpha_bar\[0\] = 1.0"):
         discrete_log_snr(torch.tensor([1.0, 0.5]))
     with pytest.raises(TypeError, match="DiscreteSchedule"):
         discrete_log_snr([0.9, 0.5])

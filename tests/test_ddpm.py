@@ -479,3 +479,21 @@ def test_p_step_rejects_t_outside_the_schedule(cosine10):
     for bad in (10, -1):
         with pytest.raises(ValueError, match=f"t = {bad} is outside"):
             ddpm.p_step(model, cosine10, x, bad, torch.zeros_like(x))
+
+
+def test_p_step_needs_noise_of_the_shape_of_x_t_except_at_the_last_step(cosine10):
+    model = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match=r"noise is None; it must be a tensor of the shape of x_t, \(3, 2\)"):
+        ddpm.p_step(model, cosine10, x, 5, None)
+    with pytest.raises(ValueError, match=r"noise must have the shape of x_t, \(3, 2\); got \(2,\)"):
+        ddpm.p_step(model, cosine10, x, 5, torch.zeros(2))      # would broadcast: one noise for all
+    ddpm.p_step(model, cosine10, x, 0, None)                    # the last step adds none
+    t, t_prev = torch.full((3,), 5), torch.full((3,), 2)
+    with pytest.raises(ValueError, match=r"noise must have the shape of x_t"):
+        ddpm.ddim_step(cosine10, x, torch.zeros_like(x), t, t_prev, eta=1.0, noise=torch.zeros(2))
+
+
+def test_eps_loss_refuses_a_model_output_that_would_broadcast(cosine10):
+    with pytest.raises(ValueError, match=r"the model's output must have the shape of x0, \(4, 2\); got \(4, 1\)"):
+        ddpm.eps_loss(lambda x, t: x[:, :1], cosine10, torch.zeros(4, 2))

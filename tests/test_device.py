@@ -73,8 +73,18 @@ def test_auto_takes_mps_when_no_cuda(mps_only):
 
 def test_cuda_when_available(cuda_only):
     assert get_device("cuda") == torch.device("cuda")
-    # a torch.device with an index resolves by its type
+    # a torch.device with an index resolves by its type; another GPU's index is refused, not dropped
     assert get_device(torch.device("cuda", 0)) == torch.device("cuda")
+    with pytest.raises(ValueError, match=r"device 'cuda:1'.*CUDA_VISIBLE_DEVICES=1"):
+        get_device(torch.device("cuda", 1))
+
+
+def test_samplers_default_to_the_models_device():
+    from diffnb.device import default_device
+    assert default_device(torch.nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    assert default_device(torch.nn.Linear(2, 2, device="meta"), "cpu") == torch.device("cpu")
+    assert default_device(lambda x, t: x) == torch.device("cpu")
+    assert default_device(torch.nn.ReLU()) == torch.device("cpu")
 
 
 def test_mps_when_available(mps_only):

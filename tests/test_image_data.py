@@ -80,6 +80,9 @@ def test_bad_channels_and_fallback():
         data.load_image_data("digits", channels=2)
     with pytest.raises(ValueError, match="fallback must be an offline dataset"):
         data.load_image_data("owner/name", fallback="owner/other")
+    for bad in (0, -8, 16.0):
+        with pytest.raises(ValueError, match=f"image_size must be a positive integer or None .*got {bad!r}"):
+            data.load_image_data("digits", image_size=bad)
 
 
 def test_unreachable_hub_falls_back_with_one_sentence(monkeypatch, capsys):

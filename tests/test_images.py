@@ -19,7 +19,7 @@ from torchvision import transforms  # noqa: E402
 
 from diffnb.data import (CAT_CREDIT, IMAGE_MODES, asset_path, check_image_range,  # noqa: E402
                          image_transform, load_cat, load_image, to_image)
-from diffnb.viz import _display, animate_images, show_images  # noqa: E402
+from diffnb.viz import _display, animate_images, loss_curves, scatter_panels, show_images  # noqa: E402
 
 CAT_SHA256 = "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb"
 BAD_SIZES = [0, -3, 2.5, True]
@@ -225,6 +225,18 @@ def test_show_images_rejects_an_empty_list_and_bad_ncols():
         show_images([])
     with pytest.raises(ValueError, match="ncols must be positive, got -1"):
         show_images([torch.zeros(3, 4, 4)], ncols=-1)
+
+
+def test_loss_curves_and_scatter_panels_name_bad_arguments():
+    with pytest.raises(ValueError, match="curve 'short' has 50 losses, fewer than window = 100"):
+        loss_curves({"short": [1.0] * 50})
+    with pytest.raises(ValueError, match="window must be a positive integer, got 0"):
+        loss_curves({"a": [1.0] * 50}, window=0)
+    plt.close(loss_curves({"short": [1.0] * 50}, window=10))
+    with pytest.raises(ValueError, match="got 2 point sets and 1 titles"):
+        scatter_panels([torch.zeros(5, 2)] * 2, ["one"])
+    with pytest.raises(ValueError, match="got 0 point sets"):
+        scatter_panels([], [])
 
 
 def test_show_images_rejects_titles_with_col_titles():

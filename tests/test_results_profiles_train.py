@@ -366,6 +366,20 @@ def test_train_rejects_non_positive_steps(steps):
         train(model, lambda m, b: m(b).sum(), lambda: torch.ones(1, 1), steps=steps, show_progress=False)
 
 
+@pytest.mark.parametrize("bad", [0, -1.0, True])
+def test_train_rejects_a_grad_clip_that_would_freeze_or_reverse_the_steps(bad):
+    model = nn.Linear(1, 1)
+    with pytest.raises(ValueError, match=f"grad_clip must be None or a positive number, got {bad!r}"):
+        train(model, lambda m, b: m(b).sum(), lambda: torch.ones(1, 1), steps=1, grad_clip=bad,
+              show_progress=False)
+
+
+def test_train_says_when_a_finite_batch_list_runs_out():
+    model = nn.Linear(1, 1)
+    with pytest.raises(ValueError, match="batches ran out after 3 of 5 steps"):
+        train(model, lambda m, b: m(b).sum(), [torch.ones(1, 1)] * 3, steps=5, show_progress=False)
+
+
 def test_train_learning_rate_schedule_end_to_end():
     """With loss = p, Adam moves p by (almost exactly) the current learning rate every step,
     so the recorded losses reveal the schedule: warm-up, then a cosine to zero."""

@@ -131,10 +131,22 @@ def test_unet_unknown_time_mode(block, bad):
 
 
 @pytest.mark.parametrize("kw", [dict(mults=(True, 2)), dict(in_channels=0), dict(out_channels=0),
-                                dict(out_channels=-1)])
+                                dict(out_channels=-1), dict(groups=0)])
 def test_unet_rejects_bad_sizes(kw):
     with pytest.raises(ValueError, match="must be|mults"):
         UNet(**{"in_channels": 1, **kw})
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(base=12), r"base \* mult, must be a multiple of groups = 8 .* base = 12, mults = \(1, 2, 4\)"),
+    (dict(base=16, groups=5), "multiple of groups = 5"),
+    (dict(base=15, block="convnext"), "base must be a positive even integer .* got 15"),
+    (dict(base=0), "base must be a positive even integer"),
+])
+def test_unet_names_a_width_its_blocks_cannot_take(kw, message):
+    with pytest.raises(ValueError, match=message):
+        UNet(1, **kw)
+    UNet(1, base=12, block="convnext")     # GroupNorm(1, c) there: any even width
 
 
 @pytest.mark.parametrize("attention", [("none", "linar"), ("none",), ("none", "full", "full"),

@@ -21,6 +21,8 @@ class Classifier(nn.Module):
         super().__init__()
         if isinstance(downsamples, bool) or not isinstance(downsamples, int) or downsamples < 1:
             raise ValueError(f"downsamples must be a positive integer, got {downsamples!r}")
+        if isinstance(width, bool) or not isinstance(width, int) or width <= 0 or width % 8:
+            raise ValueError(f"width must be a positive multiple of 8 (its GroupNorm has 8 groups), got {width!r}")
         layers = [nn.Conv2d(in_channels, width, 3, padding=1), nn.GroupNorm(8, width), nn.SiLU()]
         channels = width
         for _ in range(downsamples):

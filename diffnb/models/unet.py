@@ -213,9 +213,16 @@ class UNet(nn.Module):
             raise ValueError(f"attention must give one of {ATTENTIONS} per level ({len(mults)} levels), "
                              f"got {attention!r}")
         out_channels = in_channels if out_channels is None else out_channels
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("patch", patch)):
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("patch", patch),
+                            ("groups", groups)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(base, bool) or not isinstance(base, int) or base <= 0 or base % 2:
+            raise ValueError(f"base must be a positive even integer (the time features come in sin-cos pairs), "
+                             f"got {base!r}")
+        if block == "resnet" and any(base * m % groups for m in mults):
+            raise ValueError(f"every level's width, base * mult, must be a multiple of groups = {groups} for the "
+                             f"GroupNorm of the ResNet blocks; got base = {base}, mults = {tuple(mults)}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.base, self.mults, self.block, self.attention = base, tuple(mults), block, attention
         self.patch = patch
