@@ -116,7 +116,10 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
     check_timesteps(tt, xt, sched.T)
     if t > 0:   # the last step adds none, so noise may be None there only
-        _check_noise(noise, xt, "x_t")
+        if noise is None:
+            raise ValueError(f"noise is None; it must be a tensor of the shape of x_t, {tuple(xt.shape)}, "
+                             "except at the last step")
+        check_same_shape("noise", noise, "x_t", xt)
     x0 = predict_x0(sched, xt, tt, model(xt, tt))
     if clip_x0 is not None:
         x0 = x0.clamp(-clip_x0, clip_x0)
@@ -126,13 +129,6 @@ def p_step(model: Model, sched: DiscreteSchedule, xt: torch.Tensor, t: int, nois
     if t == 0:
         return mean, x0
     return mean + var.sqrt() * noise, x0
-
-
-def _check_noise(noise, x: torch.Tensor, x_name: str) -> None:
-    if noise is None:
-        raise ValueError(f"noise is None; it must be a tensor of the shape of {x_name}, {tuple(x.shape)}, "
-                         "except at the last step")
-    check_same_shape("noise", noise, x_name, x)
 
 
 def _check_clip(clip_x0) -> None:

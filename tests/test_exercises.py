@@ -364,6 +364,11 @@ SIGNATURES = {
 }
 
 
+def _arguments(signature: str) -> str:
+    """The arguments of a signature, "(x0, t, noise, alpha_bar)" of "q_sample(x0, t, noise, alpha_bar)"."""
+    return signature[signature.index("("):]
+
+
 @pytest.mark.parametrize("name", CHECKERS)
 def test_reference_solution_passes(name, capsys):
     check, right = CHECKERS[name]
@@ -382,7 +387,7 @@ def test_stub_is_not_implemented_yet(name):
     assert not report.passed and not report
     signature, checker = SIGNATURES[name]
     if name not in ("linear", "cosine"):   # a function goes by the stub's own name
-        signature = "stub" + signature[signature.index("("):]
+        signature = "stub" + _arguments(signature)
     assert report.message == (f"not implemented yet: {signature} still raises NotImplementedError; "
                               f"write its body, then run {checker} again.")
 
@@ -403,7 +408,7 @@ def test_messages_name_the_function_as_the_student_wrote_it(name):
     def my_short():
         return None
 
-    params = SIGNATURES[name][0][SIGNATURES[name][0].index("("):]
+    params = _arguments(SIGNATURES[name][0])
     assert check(my_short, quiet=True).message == (
         f"{exercise if schedule else 'my_short'} must take the arguments {params}; yours is my_short().")
 
