@@ -96,16 +96,18 @@ class FastPath:
     @classmethod
     def auto(cls, device: torch.device | str) -> "FastPath":
         """The book's choice for ``device``: on a CUDA GPU everything but ``compile`` (and so
-        ``cuda_graphs``) and ``cudnn_autotune`` (``bf16`` only from compute capability 8.0,
-        Ampere, on); on the CPU fused attention, fused AdamW and ``max_batch=CPU_MAX_BATCH``;
-        on MPS fused attention only.
+        ``cuda_graphs``), ``channels_last`` and ``cudnn_autotune`` (``bf16`` only from compute
+        capability 8.0, Ampere, on); on the CPU fused attention, fused AdamW and
+        ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only. Channels-last stays off
+        because it made the book's UNets slower on an H100 in every benchmark run, eager and
+        under CUDA graphs, training and sampling (``benchmarks/``).
         ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)
         cuda = device.type == "cuda"
         bf16 = bf16_override()
         if bf16 is None:
             bf16 = cuda and bf16_supported(device)
-        return cls(bf16=bf16, channels_last=cuda, pinned=cuda, fused_adamw=device.type in ("cpu", "cuda"),
+        return cls(bf16=bf16, pinned=cuda, fused_adamw=device.type in ("cpu", "cuda"),
                    max_batch=CPU_MAX_BATCH if device.type == "cpu" else None)
 
     @classmethod

@@ -399,7 +399,7 @@ def _parser():
     a("--amp", action=argparse.BooleanOptionalAction, default=None,
       help="bfloat16 autocast for the forward pass; default: on for CUDA GPUs from Ampere on")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-      help="channels-last (NHWC) memory format for the convolutions; default: on for CUDA only")
+      help="channels-last (NHWC) memory format for the convolutions; default: off")
     a("--fused-adamw", action=argparse.BooleanOptionalAction, default=None,
       help="AdamW's fused update of all weights at once; default: on for the CPU and CUDA")
     a("--compile", action="store_true",

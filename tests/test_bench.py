@@ -122,7 +122,7 @@ def test_the_command_writes_json_and_prints_the_table(tmp_path, capsys, one_thre
     assert "of peak" not in printed          # no data-sheet peak for a CPU: no empty column
     assert "| size | variant | operators/step |\n" in printed and "| 32 | + fused AdamW | " in printed
     page = bench.results_markdown([result])
-    assert f"### {result['device_name']}: 32 pixels\n" in page and "No GPU has run the benchmark" in page
+    assert f"### {result['device_name']}: 32 pixels, profiled\n" in page and "No GPU has run the benchmark" in page
     assert "- 32 pixels: the default path (row \"+ fused AdamW\") trains" in page
 
 
@@ -192,7 +192,7 @@ def test_the_page_says_what_is_unmeasured_without_results():
 def _result(device, name, sizes=(64,)):
     rows = []
     for size in sizes:
-        for variant, fields, sync in (v for v in bench.VARIANTS if v[0] in ("fp32 eager", "+ channels-last")):
+        for variant, fields, sync in (v for v in bench.VARIANTS if v[0] in ("fp32 eager", "+ bf16 autocast")):
             path = FastPath(**fields).as_dict()
             fast = variant != "fp32 eager"
             rows.append({"size": size, "variant": variant, "fast_path": path, "losses_read_every_step": sync,
@@ -201,7 +201,7 @@ def _result(device, name, sizes=(64,)):
                          "ddim20_ms_per_image": 10.0 if fast else 20.0,
                          "ddim20_ms_one_image": 30.0 if fast else 70.0, "train_tflops": 100.0 if fast else 25.0,
                          "peak_fraction": (0.1 if fast else 0.4) if device == "cuda" else None})
-    auto = FastPath(bf16=True, channels_last=True, pinned=True, fused_adamw=True) if device == "cuda" \
+    auto = FastPath(bf16=True, pinned=True, fused_adamw=True) if device == "cuda" \
         else FastPath(fused_adamw=True, max_batch=256)
     return {"device": device, "device_name": name, "auto_fast_path": auto.as_dict(), "date": "2026-11-22",
             "versions": {"torch": torch.__version__, "cuda": "13.0", "python": "3.11"}, "command": "x",
@@ -215,11 +215,11 @@ def test_the_page_puts_gpus_first_and_reads_their_speed_up():
     assert page.index("### NVIDIA H100 80GB HBM3") < page.index("### CPU (x)")
     assert "No GPU has run the benchmark" not in page
     assert "| of peak |" in page and "| 10.0% |" in page
-    assert "- 64 pixels: the default path (row \"+ channels-last\") trains 4.00x as fast as fp32 eager" in page
+    assert "- 64 pixels: the default path (row \"+ bf16 autocast\") trains 4.00x as fast as fp32 eager" in page
     assert "20 DDIM steps take 10.0 ms per image in batches of 128, and 30.0 ms for one image alone." in page
     assert "| 30.0 |" in page and "| 70.0 |" in page        # the one-image column
     assert ("the fastest row trains 4.00x as fast as fp32 eager, where the aim is at least 3x (**met**); "
-            "20 DDIM steps make one image in 30.0 ms on the default path, where the aim is under 50 ms "
+            "20 DDIM steps make one image in 30.0 ms on the row \"+ bf16 autocast\", where the aim is under 50 ms "
             "on an H100-class GPU (**met**).") in page
     assert page.count("Against the aims") == 1      # a CPU run is not held to the GPU's aims
     assert "operators/step" not in page             # no row was profiled
@@ -228,7 +228,7 @@ def test_the_page_puts_gpus_first_and_reads_their_speed_up():
     table = bench.format_table(gpu)
     assert ("| size | variant | operators/step | kernel launches/step | kernels/step | GPU busy "
             "| GPU kernels ms/step |") in table
-    assert "| 64 | + channels-last | 1,234 | 20 | 900 | 87% | 21.50 |" in table
+    assert "| 64 | + bf16 autocast | 1,234 | 20 | 900 | 87% | 21.50 |" in table
     gpu["rows"][0]["profile"] = {"error": "CUPTI could not start"}     # a failed profile: no row
     assert bench.format_table(gpu).count("| 64 | fp32 eager |") == 1
     assert "No GPU run has been profiled yet" in page
@@ -242,7 +242,7 @@ def test_the_aims_can_be_missed():
             row["train_images_per_second"], row["ddim20_ms_one_image"] = 2500.0, 60.0
     lines = bench.aim_lines(gpu)
     assert "trains 2.50x as fast as fp32 eager, where the aim is at least 3x (**not met**)" in lines[0]
-    assert "make one image in 60.0 ms on the default path, where the aim is under 50 ms" in lines[0]
+    assert "make one image in 60.0 ms on the row \"+ bf16 autocast\", where the aim is under 50 ms" in lines[0]
     assert lines[0].endswith("(**not met**).")
     for row in gpu["rows"]:     # a file from before one image was timed: judged by the batch's share
         del row["ddim20_ms_one_image"]
@@ -250,6 +250,53 @@ def test_the_aims_can_be_missed():
     assert "20 DDIM steps take 10.0 ms per image in batches of 128 on the default path" in line
     assert line.endswith("(**met**).") and "| – |" in bench.format_table(gpu)
     assert bench.aim_lines(_result("cuda", "NVIDIA H100 80GB HBM3", sizes=(32,))) == []
+
+
+def test_the_page_reads_the_default_path_as_the_book_chooses_it_now():
+    gpu = _result("cuda", "NVIDIA H100 80GB HBM3")
+    # a file from when FastPath.auto still turned channels-last on for CUDA
+    gpu["auto_fast_path"] = FastPath(bf16=True, channels_last=True, pinned=True, fused_adamw=True).as_dict()
+    old = next(v for v in bench.VARIANTS if v[0] == "+ channels-last")
+    gpu["rows"].append({**gpu["rows"][1], "variant": old[0], "fast_path": FastPath(**old[1]).as_dict(),
+                        "train_images_per_second": 2000.0})
+    assert "the default path (row \"+ bf16 autocast\") trains 4.00x" in "\n".join(bench.summary_lines(gpu))
+    for row in gpu["rows"]:         # a file from before cudnn_autotune existed: it was off
+        del row["fast_path"]["cudnn_autotune"]
+    assert "the default path (row \"+ bf16 autocast\") trains 4.00x" in "\n".join(bench.summary_lines(gpu))
+    gpu["auto_fast_path"]["bf16"] = False       # a GPU without bfloat16: no row runs its default
+    assert "the default path" not in "\n".join(bench.summary_lines(gpu))
+
+
+def test_the_sampling_aim_is_judged_by_the_row_quickest_to_one_image():
+    gpu = _result("cuda", "NVIDIA H100 80GB HBM3")
+    graphs = next(v for v in bench.VARIANTS if v[0] == "CUDA graphs, no channels-last")
+    gpu["rows"].append({**gpu["rows"][1], "variant": graphs[0], "fast_path": FastPath(**graphs[1]).as_dict(),
+                        "train_images_per_second": 3500.0, "ddim20_ms_one_image": 20.0})
+    gpu["rows"][1]["ddim20_ms_one_image"] = 400.0       # the default path, host-bound for one image
+    line = bench.aim_lines(gpu)[0]
+    assert "the fastest row trains 4.00x" in line       # training: still the fastest trainer
+    assert ("20 DDIM steps make one image in 20.0 ms on the row \"CUDA graphs, no channels-last\" "
+            "(400.0 ms on the default path), where the aim is under 50 ms") in line
+    assert line.endswith("(**met**).")
+
+
+def test_a_files_notes_follow_its_measurement_line():
+    gpu = _result("cuda", "NVIDIA H100 80GB HBM3")
+    gpu["notes"] = ["First note.", "Second note."]
+    page = bench.results_markdown([gpu])
+    assert "untimed ones; each run is 10 training steps or 10 DDIM steps. First note. Second note.\n" in page
+
+
+def test_each_compiled_row_starts_from_a_fresh_compiler(monkeypatch, one_thread):
+    # TorchDynamo's recompile limit counts across the process: without a reset, each compiled
+    # row would inherit the graphs of the rows before it and fall back to eager sooner
+    resets = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: model)      # no compiler on this CPU
+    kw = dict(device=torch.device("cpu"), batch=2, steps=1, sample_steps=1, repeat=1, warmup=0)
+    for name in ("+ fused AdamW", "+ torch.compile"):
+        bench.bench_variant(32, next(v for v in bench.VARIANTS if v[0] == name), **kw)
+        assert len(resets) == (name == "+ torch.compile")
 
 
 def test_runs_of_one_device_appear_by_size():
@@ -289,7 +336,7 @@ def test_the_page_names_the_gpu_sizes_still_unmeasured():
                  "losses_read_every_step": True, "batch": 2, "train_images_per_second": 10.0,
                  "peak_memory_mb": 1.0, "sample_ms_per_image_step": 1.0, "ddim20_ms_per_image": 20.0,
                  "train_tflops": 0.1, "peak_fraction": None} for n in sizes]
-        return {"device": device, "device_name": device, "auto_fast_path": {}, "rows": rows, "loader": [],
+        return {"device": device, "device_name": device, "auto_fast_path": {"bf16": False}, "rows": rows, "loader": [],
                 "threads": [], "date": "2026-11-22", "command": "python -m diffnb.bench", "incomplete": True,
                 "versions": {"torch": "2", "cuda": "13", "python": "3"},
                 "settings": {"repeat": 5, "warmup": 2, "steps": 10, "sample_steps": 10, "threads": 16}}

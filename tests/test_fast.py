@@ -72,7 +72,7 @@ def test_auto_on_cuda_uses_bf16_only_where_the_gpu_has_it(monkeypatch, capabilit
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     path = FastPath.auto("cuda")
-    assert path == FastPath(bf16=bf16, channels_last=True, sdpa=True, compile=False, pinned=True, fused_adamw=True)
+    assert path == FastPath(bf16=bf16, channels_last=False, sdpa=True, compile=False, pinned=True, fused_adamw=True)
 
 
 def test_the_environment_can_force_bf16_on_or_off(monkeypatch):
@@ -82,7 +82,7 @@ def test_the_environment_can_force_bf16_on_or_off(monkeypatch):
     assert FastPath.auto("cpu") == FastPath(bf16=True, fused_adamw=True, max_batch=256)
     assert FastPath.auto("cuda").bf16
     monkeypatch.setenv("DIFFNB_BF16", "0")
-    assert FastPath.auto("cuda") == FastPath(channels_last=True, pinned=True, fused_adamw=True)
+    assert FastPath.auto("cuda") == FastPath(pinned=True, fused_adamw=True)
     monkeypatch.setenv("DIFFNB_BF16", "yes")
     with pytest.raises(ValueError, match=r"DIFFNB_BF16='yes': allowed values are 1 .*, 0 .* or unset"):
         FastPath.auto("cpu")
