@@ -98,9 +98,9 @@ class FastPath:
         """The book's choice for ``device``: on a CUDA GPU everything but ``compile`` (and so
         ``cuda_graphs``), ``channels_last`` and ``cudnn_autotune`` (``bf16`` only from compute
         capability 8.0, Ampere, on); on the CPU fused attention, fused AdamW and
-        ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only. Channels-last stays off
-        because it made the book's UNets slower on an H100 in every benchmark run, eager and
-        under CUDA graphs, training and sampling (``benchmarks/``).
+        ``max_batch=CPU_MAX_BATCH``; on MPS fused attention only. Channels-last stays off:
+        on an H100 it trained the book's UNets slower in all but one of the benchmark's rows,
+        eager and under CUDA graphs (``benchmarks/``).
         ``DIFFNB_BF16=1`` or ``0`` in the environment forces ``bf16`` on or off."""
         device = torch.device(device)
         cuda = device.type == "cuda"
