@@ -36,6 +36,10 @@ def check_two_moons(r: dict) -> None:
     assert r["energy_distance_T10"] * 5 <= r["energy_distance_noise"], r
     # the floor (two real samples) is the smallest figure any sample set should reach, up to noise
     assert r["energy_distance_floor"] < 0.1 * r["energy_distance_noise"]
+    # the ratios the text quotes are energy distances in floors
+    for k in ("", "_T10", "_T10_beta_tilde", "_onehot", "_standardised", "_noise"):
+        ratio = r[f"ratio{k or '_main'}"]
+        assert ratio == pytest.approx(r[f"energy_distance{k}"] / r["energy_distance_floor"]), (k, r)
     # the text says the smaller sampler variance hurts at T = 10: the run must agree
     assert r["ratio_T10_beta_tilde"] > r["ratio_T10"], r
     # ... because beta-tilde leaves out the variance of the x0 estimate: its samples come out narrower
@@ -140,6 +144,10 @@ def check_training_images(r: dict) -> None:
     assert r["fd_over_resampled"] == pytest.approx(r["fd"] / r["fd_resampled"])
     # quick profile target: the samples are much closer to real digits than noise is
     assert r["fd"] <= 0.25 * r["fd_noise"], r
+    # the headline figures the text quotes, in floors
+    assert r["fd_ratio"] == pytest.approx(r["fd"] / r["fd_floor"]), r
+    first_set = r["fd_ddim_20"] / r["fd_ddim_20_ratio"]     # DDIM-20 against the first ancestral set
+    assert r["fd_ancestral_min"] * (1 - 1e-6) <= first_set <= r["fd_ancestral_max"] * (1 + 1e-6), r
     assert r["fd_ddim_20"] <= 0.25 * r["fd_noise"], r
     # the text: DDIM-20 against the ancestral sampler as a ratio of means over their sets
     assert r["fd_ddim_20_mean_ratio"] == pytest.approx(r["fd_ddim_20_mean"] / r["fd"], rel=1e-5)
@@ -175,6 +183,19 @@ def check_simple_diffusion(r: dict) -> None:
     # every run learnt something, even in the quick profile
     for key in ("fd_cosine_base", "fd_cosine_high", "fd_shifted_high", "fd_interpolated_high"):
         assert r[key] < 0.8 * r["fd_noise"], (key, r)
+        assert r[f"{key}_ratio"] == pytest.approx(r[key] / r["fd_floor"]), (key, r)    # in floors
+    # the seed table's summary that the text quotes, recomputed from the shipped file it reads
+    runs = json.loads(data.asset_path("seeds_05_simple_diffusion.json").read_text())["runs"]
+    for p, run in runs.items():
+        seeds = list(run["seeds"].values())
+        ratios = [s["fd_cosine_high"] / s["fd_shifted_high"] for s in seeds]
+        cosine = [s["fd_cosine_high"] for s in seeds]
+        gaps = [2 * s["fd_resample_spread"] for s in seeds]
+        assert r[f"seeds_{p}_n"] == len(seeds) and r[f"seeds_{p}_shift_wins"] == sum(x > 1 for x in ratios), p
+        for name, values in (("ratio", ratios), ("cosine_high", cosine), ("set_gap", gaps)):
+            assert r[f"seeds_{p}_{name}_min"] == pytest.approx(min(values)), (p, name)
+            assert r[f"seeds_{p}_{name}_max"] == pytest.approx(max(values)), (p, name)
+        assert r[f"seeds_{p}_cosine_high_range"] == pytest.approx(max(cosine) - min(cosine)), p
     assert r["images_per_second_base"] > 0 and r["images_per_second_high"] > 0, r
     # the words the text quotes follow the scores they compare, given the sampling spread
     spread = r["fd_resample_spread"]
