@@ -553,8 +553,8 @@ def aim_lines(result: dict) -> list[str]:
         ms = chosen["ddim20_ms_per_image"]
         took = (f"take {ms:.1f} ms per image in batches of {chosen['batch']} "
                 f"on the {'default path' if default else 'fastest row'}")
-    return [f"Against the aims for the 64-pixel UNet, by this run's rows: the fastest row trains {fast:.2f}x as fast as "
-            f"fp32 eager, where the aim is at least {AIM_SPEEDUP:g}x "
+    return [f"Against the aims for the 64-pixel UNet, by this run's rows: the fastest row trains "
+            f"{fast:.2f}x as fast as fp32 eager, where the aim is at least {AIM_SPEEDUP:g}x "
             f"(**{'met' if fast >= AIM_SPEEDUP else 'not met'}**); 20 DDIM steps {took}, where the aim is "
             f"under {AIM_DDIM20_MS:g} ms on an H100-class GPU (**{'met' if ms < AIM_DDIM20_MS else 'not met'}**).",
             ""]

@@ -336,8 +336,9 @@ def test_the_page_names_the_gpu_sizes_still_unmeasured():
                  "losses_read_every_step": True, "batch": 2, "train_images_per_second": 10.0,
                  "peak_memory_mb": 1.0, "sample_ms_per_image_step": 1.0, "ddim20_ms_per_image": 20.0,
                  "train_tflops": 0.1, "peak_fraction": None} for n in sizes]
-        return {"device": device, "device_name": device, "auto_fast_path": {"bf16": False}, "rows": rows, "loader": [],
-                "threads": [], "date": "2026-11-22", "command": "python -m diffnb.bench", "incomplete": True,
+        return {"device": device, "device_name": device, "auto_fast_path": {"bf16": False}, "rows": rows,
+                "loader": [], "threads": [], "date": "2026-11-22", "command": "python -m diffnb.bench",
+                "incomplete": True,
                 "versions": {"torch": "2", "cuda": "13", "python": "3"},
                 "settings": {"repeat": 5, "warmup": 2, "steps": 10, "sample_steps": 10, "threads": 16}}
     page = bench.results_markdown([result("cuda", [32])])
