@@ -442,6 +442,11 @@ def _num(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _profiled(row: dict) -> bool:
+    """Whether ``row`` holds a profile (one that failed holds only its error)."""
+    return "operators_per_step" in row.get("profile", {})
+
+
 def format_table(result: dict) -> str:
     """``result`` (from ``run_benchmark``) as markdown: one table of every size and variant
     (the fraction of the device's peak only for a GPU that ``DEVICE_PEAKS`` knows), then the
@@ -460,7 +465,7 @@ def format_table(result: dict) -> str:
             f"| {r['sample_ms_per_image_step']:.3f} | {_num(r.get('ddim20_ms_one_image'), ',.1f')} "
             f"| {r['train_tflops']:.3f} |"
             + ((" – |" if frac is None else f" {frac:.1%} |") if peak else ""))
-    profiled = [r for r in result["rows"] if "operators_per_step" in r.get("profile", {})]
+    profiled = [r for r in result["rows"] if _profiled(r)]
     if profiled:
         gpu = any("gpu_busy" in r["profile"] for r in profiled)
         lines += ["", "| size | variant | operators/step |"
@@ -588,7 +593,7 @@ def results_markdown(results: list[dict]) -> str:
         sizes = sorted({row["size"] for row in r["rows"]})
         compiled = any(row["fast_path"]["compile"] for row in r["rows"])
         graphs = any(row["fast_path"].get("cuda_graphs") for row in r["rows"])
-        profiled = any("operators_per_step" in row.get("profile", {}) for row in r["rows"])
+        profiled = any(map(_profiled, r["rows"]))
         lines += [f"### {r['device_name']}: {', '.join(map(str, sizes))} pixels"
                   + (", with torch.compile" if compiled else "")
                   + (" and CUDA graphs" if graphs else "") + (", profiled" if profiled else ""), "",

@@ -67,6 +67,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .device import default_device
+
 
 CPU_MAX_BATCH = 256   # images per network call when sampling on the CPU
 
@@ -197,8 +199,7 @@ class FastModel(nn.Module):
         if isinstance(model, FastModel):
             raise TypeError("model is already a FastModel; wrap its .module instead")
         if path is None:
-            param = next(model.parameters(), None)
-            path = FastPath.auto(param.device if param is not None else "cpu")
+            path = FastPath.auto(default_device(model))
         if not isinstance(path, FastPath):
             raise TypeError(f"path must be a FastPath, got {type(path).__name__}")
         self.path = path
